@@ -1,0 +1,1 @@
+"""Data readers, windows, splits and regions (canonical form: see docs/ARCHITECTURE.md)."""

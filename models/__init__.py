@@ -1,0 +1,1 @@
+"""s2kd models (torch nn.Modules only)."""
