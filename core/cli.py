@@ -22,6 +22,7 @@ from core.errors import UserError
 #: Modules that register sub-commands, in help order.  One line per module.
 COMMAND_MODULES: tuple[str, ...] = (
     "core.data.commands",
+    "core.synth.commands",
 )
 
 
