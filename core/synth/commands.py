@@ -69,3 +69,50 @@ def register(cli) -> None:
     p.add_argument("--out", default=None, help="output folder (default: data/{preset}/{kind})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    register_prepare(cli)
+
+
+#: What ``s2kd data prepare`` (and ``make app``) makes when missing: the app's embedded default.
+PREPARE_KINDS: tuple[str, ...] = ("weather", "taxibj")
+PREPARE_SEED = 0
+
+
+def prepare(preset: str = "demo", kinds: tuple[str, ...] = PREPARE_KINDS, seed: int = PREPARE_SEED,
+            root: Path = Path("data")) -> list[dict]:
+    """Generate each embedded dataset of ``kinds`` under ``root/{preset}/{kind}`` unless it exists.
+
+    A dataset counts as present when its ``s2kd_dataset.json`` exists (it is written last, inside the
+    temporary folder that is renamed into place, so its presence means the folder is complete).
+    """
+    done = []
+    for kind in kinds:
+        out = Path(root) / preset / kind
+        if (out / "s2kd_dataset.json").is_file():
+            done.append({"kind": kind, "preset": preset, "out": str(out), "status": "present"})
+            continue
+        summary = synthesize(kind, preset, seed, out, overwrite=True)
+        summary["status"] = "generated"
+        done.append(summary)
+    return done
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    for kind in kinds:
+        if kind not in SIMULATORS:
+            raise UserError(f"unknown data kind {kind!r} in --kinds; choose from {', '.join(SIMULATORS)}")
+    for item in prepare(args.preset, kinds, args.seed, Path(args.root)):
+        if item["status"] == "present":
+            print(f"{item['kind']}: present in {item['out']}")
+        else:
+            print(f"{item['kind']}: generated in {item['out']} ({item['seconds']:.1f} s)")
+    return 0
+
+
+def register_prepare(cli) -> None:
+    p = cli.command(("data", "prepare"), help="Generate the app's embedded default data if it is missing.",
+                    func=_prepare)
+    p.add_argument("--preset", default="demo", choices=list(PRESETS))
+    p.add_argument("--kinds", default=",".join(PREPARE_KINDS), help="comma-separated kinds")
+    p.add_argument("--seed", type=int, default=PREPARE_SEED)
+    p.add_argument("--root", default="data", help="data root (default: data)")
