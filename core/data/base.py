@@ -22,6 +22,7 @@ Readers build it with :func:`make_fields` and the helpers below; bad input raise
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -96,30 +97,60 @@ def iso(t: Any) -> str:
     return str(np.datetime64(t, "s"))
 
 
-def iso_duration(seconds: int) -> str:
-    """ISO 8601 duration of a positive number of seconds: 3600 → ``"PT1H"``, 1800 → ``"PT30M"``,
-    86400 → ``"P1D"``, 21600 → ``"PT6H"``."""
-    seconds = int(seconds)
-    if seconds <= 0:
-        raise ValueError(f"duration must be positive, got {seconds} s")
-    days, rest = divmod(seconds, 86400)
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+_UNIT_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+
+
+
+def parse_cadence(text: str) -> np.timedelta64:
+    """Parse an ISO 8601 duration without years/months (``"PT1H"``, ``"PT30M"``, ``"P1D"``, ``"PT6H"``).
+
+    Returns a ``timedelta64[ns]``; raises :class:`DataError` for anything else or a zero duration.
+    """
+    m = _ISO_DURATION.match(str(text).strip().upper()) if isinstance(text, str) else None
+    if m is None or str(text).strip().upper() in ("P", "PT") or str(text).strip().upper().endswith("T"):
+        raise DataError(f"cadence {text!r} is not an ISO 8601 duration like 'PT1H' or 'PT30M'")
+    seconds = sum(float(v) * _UNIT_SECONDS[k] for k, v in m.groupdict().items() if v is not None)
+    ns = int(round(seconds * 1e9))
+    if ns <= 0:
+        raise DataError(f"cadence {text!r} must be a positive duration")
+    return np.timedelta64(ns, "ns")
+
+
+def format_cadence(delta: np.timedelta64) -> str:
+    """Inverse of :func:`parse_cadence` for whole seconds: ``3600 s → "PT1H"``, ``1 day → "P1D"``."""
+    ns = int(np.timedelta64(delta, "ns").astype(np.int64))
+    if ns <= 0:
+        raise DataError(f"cadence {delta} must be a positive duration")
+    total, frac_ns = divmod(ns, 10**9)
+    days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
+    minutes, seconds = divmod(rest, 60)
+    sec = f"{seconds}.{frac_ns:09d}".rstrip("0") if frac_ns else str(seconds)
     out = "P" + (f"{days}D" if days else "")
-    if hours or minutes or secs:
-        out += "T" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (f"{secs}S" if secs else "")
+    if hours or minutes or seconds or frac_ns:
+        out += "T" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (
+            f"{sec}S" if seconds or frac_ns else "")
     return out
 
 
-def duration_seconds(text: str) -> int:
-    """Inverse of :func:`iso_duration` for ``PnDTnHnMnS`` strings."""
-    import re
+def iso_duration(seconds: int) -> str:
+    """ISO 8601 duration of a positive number of seconds: 3600 → ``"PT1H"``, 1800 → ``"PT30M"``."""
+    seconds = int(seconds)
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {seconds} s")
+    return format_cadence(np.timedelta64(seconds, "s"))
 
-    m = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", text)
-    if not m or text in ("P", "PT"):
-        raise ValueError(f"not an ISO 8601 duration: {text!r}")
-    d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    return ((d * 24 + h) * 60 + mi) * 60 + s
+
+def duration_seconds(text: str) -> int:
+    """Inverse of :func:`iso_duration`: whole seconds of an ISO 8601 duration (``"PT30M"`` → 1800)."""
+    try:
+        return int(parse_cadence(text) // np.timedelta64(1, "s"))
+    except DataError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def infer_cadence(times: np.ndarray) -> tuple[int | None, int]:

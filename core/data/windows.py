@@ -25,60 +25,17 @@ tensors (normalised when a :class:`~core.data.normalize.Normalizer` is given), `
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.data.base import format_cadence, iso, parse_cadence  # noqa: F401  (re-exported)
 from core.errors import DataError
-
-_ISO_DURATION = re.compile(
-    r"^P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
-)
-_UNIT_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
 
 LATLON_DIMS = ("lat", "lon")
 CITY_DIMS = ("y", "x")
-
-
-def parse_cadence(text: str) -> np.timedelta64:
-    """Parse an ISO 8601 duration without years/months (``"PT1H"``, ``"PT30M"``, ``"P1D"``, ``"PT6H"``).
-
-    Returns a ``timedelta64[ns]``; raises :class:`DataError` for anything else or a zero duration.
-    """
-    m = _ISO_DURATION.match(str(text).strip().upper()) if isinstance(text, str) else None
-    if m is None or str(text).strip().upper() in ("P", "PT") or str(text).strip().upper().endswith("T"):
-        raise DataError(f"cadence {text!r} is not an ISO 8601 duration like 'PT1H' or 'PT30M'")
-    seconds = sum(float(v) * _UNIT_SECONDS[k] for k, v in m.groupdict().items() if v is not None)
-    ns = int(round(seconds * 1e9))
-    if ns <= 0:
-        raise DataError(f"cadence {text!r} must be a positive duration")
-    return np.timedelta64(ns, "ns")
-
-
-def format_cadence(delta: np.timedelta64) -> str:
-    """Inverse of :func:`parse_cadence` for whole seconds: ``3600 s → "PT1H"``, ``1 day → "P1D"``."""
-    ns = int(np.timedelta64(delta, "ns").astype(np.int64))
-    if ns <= 0:
-        raise DataError(f"cadence {delta} must be a positive duration")
-    total, frac_ns = divmod(ns, 10**9)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    sec = f"{seconds}.{frac_ns:09d}".rstrip("0") if frac_ns else str(seconds)
-    out = "P" + (f"{days}D" if days else "")
-    if hours or minutes or seconds or frac_ns:
-        out += "T" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (
-            f"{sec}S" if seconds or frac_ns else "")
-    return out
-
-
-def iso(t: np.datetime64) -> str:
-    """ISO 8601 string of a time, to the second (``2017-01-01T06:00:00``)."""
-    return str(np.datetime_as_string(np.datetime64(t, "s"), unit="s"))
 
 
 def canonical_fields(fields: Any, what: str = "fields") -> Any:
