@@ -43,3 +43,11 @@ def test_json_refuses_unserialisable_without_writing(tmp_path):
         atomic_write_json(target, {"f": object()})
     assert not target.exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_written_files_get_umask_permissions(tmp_path):
+    from core.io import current_umask
+
+    target = tmp_path / "p.txt"
+    atomic_write_text(target, "x")
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~current_umask())

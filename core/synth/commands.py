@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from core.errors import UserError
+from core.io import current_umask
 from core.synth import PRESETS, SIMULATORS, simulator
 
 
@@ -33,6 +34,7 @@ def synthesize(kind: str, preset: str, seed: int, out: Path, overwrite: bool = F
         raise UserError("output folder is not empty (use --overwrite to replace it)", path=out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
     try:
         t0 = time.perf_counter()
         summary = dict(generate(tmp, preset, seed) or {})
