@@ -23,6 +23,11 @@ from core.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "core.data.commands",
     "core.synth.commands",
+    "core.synth.figures_commands",
+    "core.narratives.commands",
+    "core.train.commands",
+    "core.evaluate_commands",
+    "core.assets_commands",
 )
 
 
