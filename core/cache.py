@@ -34,6 +34,7 @@ import diskcache
 import numpy as np
 
 from core.errors import DataError
+from core.io import json_default
 
 log = logging.getLogger(__name__)
 
@@ -167,19 +168,9 @@ def content_key(*parts: Any) -> str:
             data = f"{arr.dtype.str}{arr.shape}".encode() + arr.tobytes()
         else:
             tag = b"j"
-            data = json.dumps(part, sort_keys=True, separators=(",", ":"), default=_json_default).encode("utf-8")
+            data = json.dumps(part, sort_keys=True, separators=(",", ":"), default=json_default).encode("utf-8")
         h.update(tag + struct.pack("<Q", len(data)) + data)
     return h.hexdigest()
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 # --------------------------------------------------------------------------- diskcache layer

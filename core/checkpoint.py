@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from core.errors import DataError
-from core.io import atomic_path, atomic_write_json
+from core.io import atomic_path, atomic_write_json, json_default
 
 FORMAT = "s2kd-run/1"
 STATE_FORMAT = "s2kd-state/1"
@@ -276,15 +276,9 @@ def save_state(run_dir: str | os.PathLike, model_state: Mapping[str, Any], optim
     tensors.update(rtensors)
     tensors.update(extra_tensors or {})
     record = {"format": STATE_FORMAT, "progress": dict(progress), "optimizer": ojson, "rng": rjson}
-    text = json.dumps(record, sort_keys=True, default=_json_default)
+    text = json.dumps(record, sort_keys=True, default=json_default)
     _save_tensors(run_dir / STATE_WEIGHTS, tensors, metadata={"format": STATE_FORMAT, "state": text})
     atomic_write_json(run_dir / STATE_JSON, record)
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 class ResumeState:
@@ -358,5 +352,5 @@ def write_metrics(run_dir: str | os.PathLike, records: list[Mapping[str, Any]]) 
     """Rewrite ``metrics.jsonl`` atomically with ``records`` (one JSON object per line)."""
     from core.io import atomic_write_text
 
-    text = "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in records)
+    text = "".join(json.dumps(r, sort_keys=True, default=json_default) + "\n" for r in records)
     atomic_write_text(Path(run_dir) / METRICS_JSONL, text)

@@ -58,17 +58,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON (sorted keys, trailing newline) to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for the types the project writes: numpy scalars and arrays, paths and
+    times (as ISO text).  Anything else raises ``TypeError``."""
+    import datetime as _dt
+
     import numpy as np
 
-    if isinstance(obj, np.generic):
+    if isinstance(obj, np.generic) and not isinstance(obj, np.datetime64):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, Path):
+    if isinstance(obj, (Path, np.datetime64, _dt.datetime, _dt.date)):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 

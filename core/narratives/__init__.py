@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_chec
 
 import numpy as np
 
+from core.io import json_default
+
 if TYPE_CHECKING:  # pragma: no cover
     from core.cache import SafeCache
 
@@ -115,7 +117,7 @@ class NarrationInput:
         set_(self, "xs", _readonly(self.xs, np.float64))
         set_(self, "input_times", tuple(_iso(t) for t in self.input_times))
         set_(self, "target_times", tuple(_iso(t) for t in self.target_times))
-        set_(self, "context", json.loads(json.dumps(dict(self.context or {}), default=_json_default)))
+        set_(self, "context", json.loads(json.dumps(dict(self.context or {}), default=json_default)))
         if len(self.channels) != c or len(self.units) != c:
             raise ValueError(f"{c} channels in frames but {len(self.channels)} names / {len(self.units)} units")
         if self.grid not in ("latlon", "city"):
@@ -196,16 +198,6 @@ def _readonly(a, dtype=np.float32) -> np.ndarray:
     arr = np.array(a, dtype=dtype, copy=True)
     arr.setflags(write=False)
     return arr
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.datetime64, _dt.datetime, _dt.date)):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 # --------------------------------------------------------------------------- output
