@@ -1,10 +1,35 @@
-"""s2kd dashboard entry point: ``streamlit run app/main.py``.
+"""s2kd dashboard entry point: ``streamlit run app/main.py`` (from the project root).
 
-The navigation and pages are built in the dashboard issue; this placeholder starts and says what to run.
+Navigation with ``st.navigation`` / ``st.Page`` (one file per page under ``app/views``; the folder is not named ``pages``
+because Streamlit runs a ``pages/`` folder next to the entry script as a legacy v1 multipage app, and a
+deep link such as ``/forecasts`` would then run the page without this file) and the sidebar
+shared by every page (``app.state.sidebar``).  The server binds 127.0.0.1 (``streamlit_config.toml``,
+linked as ``.streamlit/config.toml``); nothing is fetched from outside it.
 """
 
-import streamlit as st
+import sys
+from pathlib import Path
 
-st.set_page_config(page_title="s2kd", layout="wide")
-st.title("s2kd — Semantic–Spectral Knowledge Distillation")
-st.info("The dashboard pages are not built yet. Prepare data with `s2kd data synth` and train with `s2kd train`.")
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the project root
+    sys.path.insert(0, str(_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import state  # noqa: E402
+
+st.set_page_config(page_title="s2kd dashboard", page_icon="🌐", layout="wide")
+
+_PAGES = _ROOT / "app" / "views"  # not "pages": Streamlit runs app/pages as a legacy v1 multipage folder
+PAGES = [
+    st.Page(str(_PAGES / "overview.py"), title="Overview", icon="🏠", url_path="overview", default=True),
+    st.Page(str(_PAGES / "forecasts.py"), title="Forecasts", icon="🗺️", url_path="forecasts"),
+    st.Page(str(_PAGES / "compare.py"), title="Compare", icon="📈", url_path="compare"),
+    st.Page(str(_PAGES / "spectra.py"), title="Spectra", icon="〰️", url_path="spectra"),
+    st.Page(str(_PAGES / "semantics.py"), title="Semantics", icon="💬", url_path="semantics"),
+]
+
+page = st.navigation(PAGES)
+st.sidebar.markdown("### s2kd · Semantic–Spectral KD")
+state.sidebar()
+page.run()
