@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.s2kd-installed
 PYTEST_ARGS ?=
 
-.PHONY: app test setup data clean-venv
+.PHONY: app test setup data assets clean-venv
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	VENV=$(VENV) bash scripts/bootstrap.sh
@@ -19,6 +19,10 @@ data: $(STAMP)
 
 app: data
 	$(VENV)/bin/streamlit run app/main.py
+
+# Regenerate the shipped demo runs in assets/ (see core/assets.py; under an hour on 2 CPU cores).
+assets: $(STAMP)
+	$(PY) -m core assets build
 
 test: $(STAMP)
 	VENV=$(VENV) bash scripts/bootstrap.sh --browser >/dev/null
