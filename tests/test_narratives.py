@@ -329,3 +329,19 @@ def test_render_pngs_one_image_per_channel_targets_only_when_privileged():
     assert len(ctx) == len(priv) == 1 and ctx[0][:4] == priv[0][:4] == b"\x89PNG"
     width = lambda png: int.from_bytes(png[16:20], "big")  # noqa: E731 - IHDR width
     assert width(priv[0]) > width(ctx[0])  # the extra target panel
+
+
+def test_cache_key_changes_with_the_narrator_code():
+    """Same backend, model, prompt version and scope, but code from another file: another key."""
+    from core.narratives import narration_key, narrator_code_fingerprint
+    from core.narratives.diagnostic import DiagnosticNarrator
+
+    class EditedDiagnostic(DiagnosticNarrator):  # its source file is this test module
+        pass
+
+    window = weather_window()
+    a, b = DiagnosticNarrator(), EditedDiagnostic()
+    assert (a.backend, a.model, a.prompt_version, a.scope) == (b.backend, b.model, b.prompt_version, b.scope)
+    assert narrator_code_fingerprint(DiagnosticNarrator) != narrator_code_fingerprint(EditedDiagnostic)
+    assert narration_key(window, a) != narration_key(window, b)
+    assert narration_key(window, a) == narration_key(window, DiagnosticNarrator())

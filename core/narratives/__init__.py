@@ -20,7 +20,9 @@ fallback narratives (a backend that failed) are never cached, so a rerun tries a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import datetime as _dt
 import importlib
 import json
@@ -319,13 +321,32 @@ def build_narrator(name: str = "diagnostic", **options) -> Narrator:
 
 
 # --------------------------------------------------------------------------- caching
+@functools.lru_cache(maxsize=None)
+def narrator_code_fingerprint(narrator_type: type) -> str:
+    """sha256 (16 hex digits) of the source of the narrator's module and of ``facts.py``.
+
+    Part of every cache key, so editing a narrator's code (not only bumping its prompt version)
+    invalidates the narratives it wrote before.
+    """
+    import hashlib
+    import inspect
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    files = {inspect.getsourcefile(narrator_type), str(Path(__file__).with_name("facts.py"))}
+    for name in sorted(f for f in files if f):
+        with contextlib.suppress(OSError):
+            h.update(Path(name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def narration_key(window: NarrationInput, narrator: Narrator) -> str:
-    """Content hash of (visible window data, context, backend, model, prompt version, scope)."""
+    """Content hash of (visible window data, context, backend, model, prompt version, narrator code, scope)."""
     from core.cache import content_key
 
     visible = window.for_scope(narrator.scope)
-    parts: list[Any] = [_KEY_VERSION, narrator.backend, narrator.model, narrator.prompt_version, narrator.scope,
-                        visible.metadata(), visible.frames]
+    parts: list[Any] = [_KEY_VERSION, narrator.backend, narrator.model, narrator.prompt_version,
+                        narrator_code_fingerprint(type(narrator)), narrator.scope, visible.metadata(), visible.frames]
     parts.append(visible.climatology if visible.climatology is not None else b"no-climatology")
     if narrator.scope == "privileged":
         parts.append(visible.targets)
