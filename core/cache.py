@@ -205,6 +205,11 @@ class SafeDisk(diskcache.Disk):
         return data
 
 
+#: What a damaged cache folder can raise from diskcache/SQLite: a corrupt database page, a settings row
+#: whose bytes no longer decode, a value file that vanished or cannot be written.
+_BROKEN = (sqlite3.Error, OSError, UnicodeError, ValueError, TypeError, KeyError)
+
+
 class SafeCache:
     """Namespaced JSON / array cache over diskcache that never pickles.
 
@@ -221,8 +226,8 @@ class SafeCache:
         try:
             self._cache = diskcache.Cache(str(self.directory), disk=SafeDisk, timeout=timeout,
                                           size_limit=size_limit, eviction_policy="least-recently-stored")
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise DataError(f"cannot open the cache ({exc}); delete the folder to rebuild it",
+        except _BROKEN as exc:
+            raise DataError(f"cannot open the cache ({type(exc).__name__}: {exc}); delete the folder to rebuild it",
                             path=self.directory) from None
 
     # -- plumbing
@@ -235,7 +240,7 @@ class SafeCache:
     def _get_blob(self, full_key: str) -> bytes | None:
         try:
             blob = self._cache.get(full_key, default=None, retry=True)
-        except (sqlite3.DatabaseError, OSError) as exc:
+        except _BROKEN as exc:
             log.warning("cache read failed for %s: %s", full_key, exc)
             return None
         if blob is _REJECTED:
@@ -245,7 +250,7 @@ class SafeCache:
         return blob
 
     def _delete(self, full_key: str) -> None:
-        with contextlib.suppress(sqlite3.DatabaseError, OSError):
+        with contextlib.suppress(*_BROKEN):
             self._cache.delete(full_key, retry=True)
 
     def _decode(self, full_key: str, decoder):
@@ -260,7 +265,11 @@ class SafeCache:
             return None
 
     def _put(self, full_key: str, blob: bytes) -> None:
-        self._cache.set(full_key, blob, retry=True)
+        try:
+            self._cache.set(full_key, blob, retry=True)
+        except _BROKEN as exc:  # a damaged index or a full disk: one clear error, never a half-written entry
+            raise DataError(f"cannot write to the cache ({type(exc).__name__}: {exc}); free space or delete the "
+                            f"folder to rebuild it", path=self.directory) from None
 
     # -- public API
     def get_json(self, namespace: str, key: str) -> Any | None:
@@ -291,7 +300,7 @@ class SafeCache:
         """Whether an entry exists (not validated: use a ``get_*`` to validate)."""
         try:
             return self._key(namespace, key) in self._cache
-        except (sqlite3.DatabaseError, OSError):
+        except _BROKEN:
             return False
 
     def delete(self, namespace: str, key: str) -> None:
@@ -300,9 +309,12 @@ class SafeCache:
     def keys(self, namespace: str) -> Iterator[str]:
         """Keys (without the namespace) stored in ``namespace``."""
         prefix = f"{namespace}/"
-        for full in self._cache.iterkeys():
-            if isinstance(full, str) and full.startswith(prefix):
-                yield full[len(prefix):]
+        try:
+            for full in self._cache.iterkeys():
+                if isinstance(full, str) and full.startswith(prefix):
+                    yield full[len(prefix):]
+        except _BROKEN as exc:
+            log.warning("cache index unreadable while listing %s: %s", namespace, exc)
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -256,6 +256,9 @@ def _coerce(value: Any, tp, key: str, source) -> Any:
                                                                      collections.abc.Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a table, got {value!r}", path=_where(source))
+        args = typing.get_args(tp)
+        if len(args) == 2:  # e.g. Mapping[str, float]: check every value (names the entry, rejects NaN/Inf)
+            return {k: _coerce(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
         return dict(value)
     if typing.get_origin(tp) is typing.Literal:
         if value not in typing.get_args(tp):
@@ -315,7 +318,9 @@ def build_dataclass(cls, table: Mapping[str, Any], source: str | os.PathLike | N
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{prefix or cls.__name__}: {exc}", path=_where(source)) from None
+        head = prefix or cls.__name__
+        text = str(exc)
+        raise ConfigError(text if text.startswith(f"{head}:") else f"{head}: {text}", path=_where(source)) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -363,11 +368,15 @@ def distill_config(section: DistillSection, source: str | os.PathLike | None = N
 
 
 def _build_config(table: Mapping[str, Any], source) -> Config:
+    if not isinstance(table, Mapping):
+        raise ConfigError("config must be a table", path=_where(source))
     table = dict(table)
-    model_table = dict(table.pop("model", {}) or {})
-    distill_table = dict(table.pop("distill", {}) or {})
-    if not isinstance(model_table, dict) or not isinstance(distill_table, dict):
-        raise ConfigError("[model] and [distill] must be tables", path=_where(source))
+    model_table = table.pop("model", {})
+    distill_table = table.pop("distill", {})
+    for key, sub in (("model", model_table), ("distill", distill_table)):
+        if not isinstance(sub, Mapping):  # e.g. `model = "student"` or `distill = [1, 2]`
+            raise ConfigError(f"{key} must be a table ([{key}]), got {sub!r}", path=_where(source))
+    model_table, distill_table = dict(model_table), dict(distill_table)
     cfg = build_dataclass(Config, table, source=source)
 
     # [model]: name, size + one sub-table per model name.

@@ -71,7 +71,7 @@ HIGHER_IS_BETTER = {"acc", "ssim", "psnr"}
 CMD_PREPARE = "s2kd data prepare"
 CMD_TRAIN = ("s2kd train --config configs/weather/demo.toml --out runs/weather-demo/teacher-s2 "
              "model.name=teacher-s2 distill.method=none")
-CMD_BENCH = "s2kd bench --preset demo --out benchmarks/runs"
+CMD_BENCH = "s2kd bench --suite bench --out benchmarks"
 
 
 # ================================================================================================
@@ -435,6 +435,17 @@ _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 def pretty_units(units: str) -> str:
     """ECMWF-style unit strings for display: ``"m**2 s**-2"`` → ``"m² s⁻²"`` (no markdown asterisks)."""
     return re.sub(r"\*\*(-?\d+)", lambda m: m.group(1).translate(_SUPERSCRIPT), str(units or ""))
+
+
+def _coverage(results: Mapping[str, Any]) -> str:
+    """Which test windows a results.json entry scored, in words (``"333 test windows at stride 2"``)."""
+    windows = results.get("windows") if isinstance(results.get("windows"), Mapping) else {}
+    count = windows.get("count") or (results.get("data") or {}).get("n_windows")
+    stride = windows.get("stride") or (results.get("data") or {}).get("stride")
+    split = windows.get("split") or "test"
+    if not count:
+        return f"{split} split"
+    return f"{count} {split} windows" + (f" (window starts every {stride} steps)" if stride and stride != 1 else "")
 
 
 def _finite_or_none(v: Any) -> float | None:
@@ -1247,8 +1258,8 @@ class Dashboard:
         return names
 
     def scores(self, metric: str, region, subset: str = "test") -> ScoreTable:
-        """Scores per lead of every model: from ``results.json`` when it covers this view (whole domain,
-        full test split), computed here with :func:`core.evaluate.evaluate` otherwise."""
+        """Scores per lead of every model: from ``results.json`` when it covers this view (whole domain;
+        the windows it scored are stated), computed here with :func:`core.evaluate.evaluate` otherwise."""
         key = ("scores", metric, region.spec, region.name, subset)
         return self._memoize(key, lambda: self._make_scores(metric, region, subset))
 
@@ -1264,7 +1275,7 @@ class Dashboard:
                     vals[name] = [_finite_or_none(v) for v in series]
             if vals and all(n in vals for n in self.metas):
                 return ScoreTable(metric, region.name, subset, self.lead_hours, vals,
-                                  source=f"results.json ({_rel(self.run_set.results_path)}), full test split")
+                                  source=f"results.json ({_rel(self.run_set.results_path)}), {_coverage(self.results)}")
         if whole:
             files = self._score_files()
             vals = {}

@@ -4,7 +4,7 @@ student-none, and the size/speed table."""
 import streamlit as st
 
 from app import figures, state
-from core.dashboard import METRIC_LABELS, REFERENCE_MODEL, SUBSET_LABELS
+from core.dashboard import CMD_BENCH, METRIC_LABELS, REFERENCE_MODEL, SUBSET_LABELS
 
 st.title("Compare")
 ctx = state.page_or_empty()
@@ -30,7 +30,7 @@ label = METRIC_LABELS.get(metric, metric)
 if not table.values:
     st.info(f"No {label} scores for {SUBSET_LABELS[subset]} in {ctx.region.name} "
             "(the subset may hold no window). Run the benchmark for full-split scores:")
-    st.code("s2kd bench --preset demo --out benchmarks/runs", language="bash")
+    st.code(CMD_BENCH, language="bash")
 else:
     state.plot(figures.lead_curves(table.values, table.leads, ylabel=label, xlabel="lead time (h)",
                                    highlight=[m for m in table.values if m in ("student-s2kd", "teacher-s2")]),

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, state
-from core.dashboard import METRIC_LABELS, pretty_units
+from core.dashboard import CMD_BENCH, METRIC_LABELS, pretty_units
 
 st.title("s2kd — Semantic–Spectral Knowledge Distillation")
 ctx = state.page_or_empty()
@@ -36,8 +36,8 @@ st.subheader("Headline scores")
 table = dash.headline()
 if table is None:
     st.info("No results.json next to these runs, so no headline scores yet. The **Compare** page scores the "
-            "models on a sample of test windows; the benchmark scores them on the full test split:")
-    st.code("s2kd bench --preset demo --out benchmarks/runs", language="bash")
+            "models on a sample of test windows; the benchmark scores them on its test windows:")
+    st.code(CMD_BENCH, language="bash")
 else:
     label = METRIC_LABELS.get(table.metric, table.metric)
     state.plot(figures.lead_curves(table.values, table.leads, ylabel=label, xlabel="lead time (h)",

@@ -172,6 +172,8 @@ def infer_cadence(times: np.ndarray) -> tuple[int | None, int]:
 
 
 def _check_block_finite(block: np.ndarray, path: str, what: str) -> np.ndarray:
+    if block.dtype.kind not in "biuf":  # strings, objects, dates: np.isfinite would raise TypeError
+        raise DataError(f"{what} has dtype {block.dtype}, not numbers", path=path)
     if not np.isfinite(block).all():
         kind = "NaN" if np.isnan(block).any() else "Inf"
         raise DataError(f"{what} contains {kind} values", path=path)
@@ -248,6 +250,9 @@ class LazyVariable:
         missing = [d for d in dims if d not in variable.dims] + [d for d in variable.dims if d not in dims]
         if missing:
             raise ValueError(f"dims {tuple(dims)} do not match the variable's {tuple(variable.dims)}")
+        kind = np.dtype(variable.dtype).kind
+        if kind not in "biuf":  # strings, objects, datetimes, complex: not a field of numbers
+            raise DataError(f"{what!r} has dtype {variable.dtype}, not a numeric field", path=path)
         self.variable = variable
         self.dims = tuple(dims)
         self.path = path
@@ -298,8 +303,12 @@ def normalize_latlon(lat: np.ndarray, lon: np.ndarray, path: str | os.PathLike |
     index arrays that put the data into ascending lat and lon in ``[0, 360)``.  Non-unique or
     out-of-range coordinates raise :class:`DataError`.
     """
-    lat = np.asarray(lat, dtype="float64")
-    lon = np.asarray(lon, dtype="float64")
+    try:
+        lat = np.asarray(lat, dtype="float64")
+        lon = np.asarray(lon, dtype="float64")
+    except (TypeError, ValueError):
+        raise DataError(f"lat/lon coordinates are not numbers (dtypes {np.asarray(lat).dtype}, "
+                        f"{np.asarray(lon).dtype})", path=path) from None
     if lat.ndim != 1 or lon.ndim != 1 or lat.size == 0 or lon.size == 0:
         raise DataError(f"lat/lon must be non-empty 1-D coordinates, got shapes {lat.shape} and {lon.shape}", path=path)
     if not (np.isfinite(lat).all() and np.isfinite(lon).all()):

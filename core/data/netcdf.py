@@ -135,7 +135,13 @@ class NetCDFSource:
             elif this != axes:
                 raise DataError(f"axes {this} differ from those of {paths[0].name} {axes}", path=path)
             tdim = this[0]
-            times = check_times(to_datetime64ns(ds[tdim].values, path), path)
+            tvals = ds[tdim].values if tdim in ds.coords else None
+            if tvals is None or np.asarray(tvals).dtype.kind in "biufc":
+                # no coordinate, or numbers without CF units ("hours since ..."): not dates
+                what = "no coordinate values" if tvals is None else f"{np.asarray(tvals).dtype} values without CF " \
+                       "time units (e.g. 'hours since 1970-01-01')"
+                raise DataError(f"time axis {tdim!r} has {what}: cannot read dates", path=path)
+            times = check_times(to_datetime64ns(tvals, path), path)
             keep = select_years(times, years)
             if time is not None:
                 try:
@@ -155,6 +161,9 @@ class NetCDFSource:
         tdim, grid, ydim, xdim = axes
         ds0, path0 = parts[0][1], parts[0][0]
         if grid == "latlon":
+            for dim in (ydim, xdim):
+                if dim not in ds0.coords:  # xarray would number the cells 0, 1, 2...: not degrees
+                    raise DataError(f"dimension {dim!r} has no coordinate values (degrees)", path=path0)
             ys, xs, yorder, xorder = normalize_latlon(ds0[ydim].values, ds0[xdim].values, path0)
         else:
             ys, xs = np.asarray(ds0[ydim].values), np.asarray(ds0[xdim].values)

@@ -275,6 +275,8 @@ def parse_region(text: str | Region) -> Region:
     if not isinstance(text, str) or not text.strip():
         raise UserError(f"region: expected a name or a box, got {text!r}")
     s = text.strip()
+    if len(s) > 200:  # e.g. a URL carrying thousands of digits (int() refuses > 4300 digits)
+        raise UserError(f"region '{s[:40]}…': too long ({len(s)} characters) for a name or a box")
     m = _PIX.match(s)
     if m:
         y0, y1, x0, x1 = (int(v) for v in m.groups())

@@ -35,6 +35,7 @@ splits) describe it.  Units are ``"1"`` (values as stored).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -87,6 +88,19 @@ def _dataset(f, name: str, path: Path):
     if name not in f:
         raise DataError(f"dataset {name!r} not found (has: {', '.join(f.keys()) or 'none'})", path=path)
     return f[name]
+
+
+@contextlib.contextmanager
+def _h5_errors(path: Path):
+    """Re-raise any h5py/numpy error met while reading a file's datasets (corrupt object headers, sizes
+    or dtypes: KeyError, OSError, ValueError, TypeError...) as a one-line DataError naming ``path``."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read HDF5 file: truncated, damaged or wrong dtype ({type(exc).__name__}: "
+                        f"{short_error(exc)})", path=path) from None
 
 
 class H5Rows:
@@ -150,10 +164,13 @@ def open_flow_h5(root: str | os.PathLike, size: int, source: str, variables: Seq
 
     parts = []  # (first time, path, times, rows)
     for path in files:
-        with _open_h5(path) as f:
+        with _h5_errors(path), _open_h5(path) as f:
             data = _dataset(f, "data", path)
             dates = np.asarray(_dataset(f, "date", path)[()])
             shape = tuple(data.shape)
+            data_dtype = data.dtype
+        if np.dtype(data_dtype).kind not in "biuf":
+            raise DataError(f"'data' has dtype {data_dtype}, expected numbers", path=path)
         if len(shape) != 4 or shape[1] != 2 or shape[2:] != (size, size):
             raise DataError(f"'data' has shape {shape}, expected (N, 2, {size}, {size})", path=path)
         if dates.shape != (shape[0],):
@@ -189,11 +206,11 @@ def read_meteorology(path: Path, times: np.ndarray) -> dict[str, np.ndarray]:
     for each of ``times`` from ``BJ_Meteorology.h5``; ``{}`` if the file does not exist."""
     if not path.exists():
         return {}
-    with _open_h5(path) as f:
+    with _h5_errors(path), _open_h5(path) as f:
         dates = np.asarray(_dataset(f, "date", path)[()])
         temp = np.asarray(_dataset(f, "Temperature", path)[()], dtype=np.float64)
         wind = np.asarray(_dataset(f, "WindSpeed", path)[()], dtype=np.float64)
-        weather = np.asarray(_dataset(f, "Weather", path)[()])
+        weather = np.asarray(_dataset(f, "Weather", path)[()], dtype=np.float64)
     n = dates.shape[0]
     if temp.shape != (n,) or wind.shape != (n,) or weather.ndim != 2 or weather.shape[0] != n \
             or weather.shape[1] != N_WEATHER:

@@ -19,6 +19,7 @@ Output: canonical ``fields`` ``(time, channel, y, x)`` float32 with ``source="ta
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -43,6 +44,25 @@ def npy_paths(root: Path) -> dict[str, Path]:
     return out
 
 
+def _check_npy_header(path: Path) -> None:
+    """Reject a ``.npy`` file whose header declares more (or fewer) bytes than the file holds, or an
+    object dtype (pickle), before memory-mapping it."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise DataError("holds Python objects (a pickle), refused", path=path)
+    declared = dtype.itemsize
+    for n in shape:
+        declared *= int(n)
+    actual = os.path.getsize(path) - offset
+    if declared != actual:
+        raise DataError(f"header declares shape {tuple(shape)} {dtype} ({declared} bytes) but the file holds "
+                        f"{actual} bytes: truncated or damaged", path=path)
+
+
 def load_taxibjplus_npy(root: str | os.PathLike, mmap: bool = True) -> dict[str, np.ndarray]:
     """The TaxiBJ+ arrays in ``root``: ``{"train_input": (N, 12, 2, H, W), "train_output": ..., "val_...",
     "test_..."}`` (memory-mapped when ``mmap``; splits whose two files are both absent are skipped).
@@ -57,7 +77,12 @@ def load_taxibjplus_npy(root: str | os.PathLike, mmap: bool = True) -> dict[str,
     arrays: dict[str, np.ndarray] = {}
     for key, path in paths.items():
         try:
-            arrays[key] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            _check_npy_header(path)
+            with warnings.catch_warnings():  # numpy warns (to stderr) on overflowing header sizes
+                warnings.simplefilter("ignore", RuntimeWarning)
+                arrays[key] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except DataError:
+            raise
         except Exception as exc:  # ValueError for truncated/pickled/non-npy files
             raise DataError(f"not a readable .npy file ({type(exc).__name__}: {short_error(exc)})", path=path) \
                 from None

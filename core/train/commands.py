@@ -30,7 +30,14 @@ def _train(args: argparse.Namespace) -> int:
         if not config_path.is_file():
             raise UserError("nothing to resume: no config.toml in the run directory", path=out)
     cfg = load_config(config_path, args.overrides)
-    result = train(cfg, out, resume=args.resume)
+    try:
+        result = train(cfg, out, resume=args.resume)
+    except OSError as exc:  # a full disk, a read-only or vanished folder while writing the run
+        if exc.errno is None:
+            raise
+        raise UserError(f"cannot write the run ({exc.strerror or exc}); every file already written is complete, "
+                        f"the last checkpoint is kept: fix the cause and continue with "
+                        f"s2kd train --out {out} --resume", path=exc.filename or out) from None
     best = "-" if result.best_val is None else f"{result.best_val:.5g}"
     if os.environ.get("RANK", "0") == "0":  # one summary under torchrun
         print(f"{result.status}: {result.epochs_done} epoch(s), {result.global_step} steps, best val_mse {best} "
