@@ -2,14 +2,20 @@
 
     L = w_task · MSE(Ŷs, Y)                                  task       (+ w_mae · MAE(Ŷs, Y))
       + w_output · MSE(Ŷs, Ŷt)                               output KD
-      + w_feature · MSE(φ(Zs), Zt)                           feature KD (FitNets, one 1×1 adapter φ)
-      + w_spectral · [ MSE(B_low φ(Zs), B_low Zt) + α · MSE(B_high φ(Zs), B_high Zt) ]   spectral KD
+      + w_feature · MSE(φ(Zs), Zt) / E                       feature KD (FitNets, one 1×1 adapter φ)
+      + w_spectral · [ MSE(B_low φ(Zs), B_low Zt) + α · MSE(B_high φ(Zs), B_high Zt) ] / E   spectral KD
       + w_semantic · mean_{b,x} (1 − cos(ψ(Zs)[b,:,x], St[b,:,x]))                 semantic
       + w_infonce · CE(e_s · p_tᵀ / τ, diag)                  in-batch InfoNCE vs the pooled narrative
       + w_attention · mean_{b,x} (n(A_s)[b,x] − n(A_t)[b,x])²  attention transfer
       + w_fft · mean |log(|F Ŷs| + ε) − log(|F Y| + ε)|      output spectrum (rfft2 over H, W)
 
 Every ‖·‖² is a mean over elements, so the terms do not grow with the grid or the batch.
+With ``feature_norm="energy"`` the feature and spectral terms are divided by
+``E = mean(Zt²) = mean(B_low Zt²) + mean(B_high Zt²)`` (the bands are orthogonal), the teacher latent's
+energy in the batch (detached): relative errors, 1 for an all-zero student, whatever the teacher's latent
+scale.  The default ``"none"`` is the raw MSE of DESIGN §2.3: in a validation sweep on the bench weather
+data (BENCHMARKS.md) the raw spectral term, about 7× the task loss at the start, helped the student and
+the energy-normalised one hurt it.
 ``n(A) = h·w · A⁺ / Σ_x A⁺`` is sum-normalisation over space rescaled to mean 1 (``A⁺ = max(A, 0)``; a map
 with zero mass becomes uniform): both maps are probability maps over the latent grid, compared on a scale
 that does not shrink as the grid grows.  ``B_low``/``B_high`` is :func:`models.spectral.band_split` (the same
@@ -56,13 +62,15 @@ _ROWS = {
 }
 METHOD_WEIGHTS: dict[str, dict[str, float]] = {m: dict(zip(TERMS, row)) for m, row in _ROWS.items()}
 METHODS = tuple(METHOD_WEIGHTS)
+FEATURE_NORMS = ("energy", "none")
 
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig:
     """Distillation settings: a method (row of :data:`METHOD_WEIGHTS`) plus per-term weight overrides.
 
-    ``alpha`` weighs the high band in the spectral term; ``cutoff`` (fraction of Nyquist) and ``periodic``
+    ``alpha`` weighs the high band in the spectral term; ``feature_norm`` (``"energy"`` or ``"none"``) divides
+    the feature and spectral terms by the teacher latent's mean square E (module docstring); ``cutoff`` (fraction of Nyquist) and ``periodic``
     are used only where a band split is computed here (when the band tensors are not supplied): set them
     to the teacher SDN's values.  ``infonce_temperature`` is τ; ``fft_eps`` the ε of the spectrum loss.
     """
@@ -74,6 +82,7 @@ class DistillConfig:
     periodic: tuple[bool, bool] = (False, True)
     infonce_temperature: float = 0.07
     fft_eps: float = 1e-4
+    feature_norm: str = "none"
 
     def __post_init__(self):
         if self.method not in METHOD_WEIGHTS:
@@ -89,6 +98,8 @@ class DistillConfig:
         object.__setattr__(self, "periodic", tuple(bool(p) for p in self.periodic))
         if len(self.periodic) != 2:
             raise ValueError(f"distill: periodic must be two booleans (H, W), got {self.periodic}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"distill: feature_norm must be one of {', '.join(FEATURE_NORMS)}, got {self.feature_norm!r}")
         if self.alpha < 0 or self.infonce_temperature <= 0 or not 0 < self.cutoff:
             raise ValueError("distill: need alpha >= 0, infonce_temperature > 0 and cutoff > 0")
 
@@ -136,6 +147,11 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def spectral_term(s_low, s_high, t_low, t_high, alpha: float) -> torch.Tensor:
     """``MSE(low_s, low_t) + α · MSE(high_s, high_t)``."""
     return mse(s_low, t_low) + alpha * mse(s_high, t_high)
+
+
+def latent_energy(*parts: torch.Tensor) -> torch.Tensor:
+    """``E = Σ_parts mean(part²)`` (detached, floored at 1e-12): the teacher latent's mean square."""
+    return sum(p.detach().float().pow(2).mean() for p in parts).clamp_min(1e-12)
 
 
 def semantic_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -198,12 +214,16 @@ def distill_loss(student_out: Mapping[str, torch.Tensor], teacher_out: Mapping[s
         t = _get(teacher_out, "latent", "teacher", "feature")
         _same_shape(s, t, "feature")
         terms["feature"] = mse(s, t.detach())
+        if config.feature_norm == "energy":
+            terms["feature"] = terms["feature"] / latent_energy(t)
     if w["spectral"] > 0:
         s_lo, s_hi = _bands(student_out, ("adapted_low", "adapted_high"), "adapted", "student", config)
         t_lo, t_hi = _bands(teacher_out, ("latent_low", "latent_high"), "latent", "teacher", config)
         _same_shape(s_lo, t_lo, "spectral")
         _same_shape(s_hi, t_hi, "spectral")
         terms["spectral"] = spectral_term(s_lo, s_hi, t_lo.detach(), t_hi.detach(), config.alpha)
+        if config.feature_norm == "energy":
+            terms["spectral"] = terms["spectral"] / latent_energy(t_lo, t_hi)
     if w["semantic"] > 0:
         s = _get(student_out, "semantic", "student", "semantic")
         t = _get(teacher_out, "text_fused", "teacher", "semantic")

@@ -67,7 +67,11 @@ def test_hand_computed_values():
     s["adapted_low"] = t["latent_low"] + 1.0
     s["adapted_high"] = t["latent_high"] + 2.0
     _, terms = distill_loss(s, t, t["forecast"], _only("spectral", alpha=0.5))
-    assert float(terms["spectral"]) == pytest.approx(1.0 + 0.5 * 4.0)
+    assert float(terms["spectral"]) == pytest.approx(1.0 + 0.5 * 4.0)  # raw by default
+    # energy normalisation divides by E = mean(low_t²) + mean(high_t²), computed here by hand
+    energy = float((t["latent_low"] ** 2).mean() + (t["latent_high"] ** 2).mean())
+    _, terms = distill_loss(s, t, t["forecast"], _only("spectral", alpha=0.5, feature_norm="energy"))
+    assert float(terms["spectral"]) == pytest.approx((1.0 + 0.5 * 4.0) / energy, rel=1e-5)
     s["semantic"] = -t["text_fused"]
     _, terms = distill_loss(s, t, t["forecast"], _only("semantic"))
     assert float(terms["semantic"]) == pytest.approx(2.0)
@@ -166,3 +170,24 @@ def test_end_to_end_with_a_real_teacher_and_frozen_weights():
     for name in ("adapter_low.weight", "adapter_high.weight", "semantic_head.0.weight", "attention_head.weight"):
         assert dict(student.named_parameters())[name].grad.abs().sum() > 0, name
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_energy_normalised_latent_terms_are_scale_free():
+    """Scaling teacher and student latents by k leaves the normalised feature/spectral terms unchanged,
+    an all-zero student scores exactly 1 on both, and feature_norm="none" scales with k²."""
+    t = _teacher_tensors(b=2)
+    s = {k: v + 0.2 * torch.randn_like(v) for k, v in _matching_student(t).items()}
+    for term in ("feature", "spectral"):
+        base = float(distill_loss(s, t, t["forecast"], _only(term, feature_norm="energy"))[1][term])
+        k = 7.0
+        t_k = {**t, "latent": t["latent"] * k, "latent_low": t["latent_low"] * k, "latent_high": t["latent_high"] * k}
+        s_k = {**s, "adapted": s["adapted"] * k, "adapted_low": s["adapted_low"] * k,
+               "adapted_high": s["adapted_high"] * k}
+        assert float(distill_loss(s_k, t_k, t["forecast"], _only(term, feature_norm="energy"))[1][term]) == pytest.approx(base, rel=1e-4)
+        raw = float(distill_loss(s, t, t["forecast"], _only(term, feature_norm="none"))[1][term])
+        raw_k = float(distill_loss(s_k, t_k, t["forecast"], _only(term, feature_norm="none"))[1][term])
+        assert raw_k == pytest.approx(k * k * raw, rel=1e-4)
+        zero = {key: torch.zeros_like(v) for key, v in s.items()}
+        assert float(distill_loss(zero, t, t["forecast"], _only(term, feature_norm="energy"))[1][term]) == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(ValueError, match="feature_norm"):
+        DistillConfig(feature_norm="layer")
