@@ -219,6 +219,18 @@ def _toml_value(v: Any) -> str:
 # data
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else ``platform.processor()``): the weather simulator's output
+    was byte-identical only on a CPU of the same kind (measured; most likely numpy's run-time SIMD choice)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def data_fingerprint(folder: str | os.PathLike) -> dict[str, str]:
     """``{relative path: sha256}`` of every file of a dataset folder (hidden caches left out)."""
     folder = Path(folder)
@@ -991,7 +1003,8 @@ def build(out: str | os.PathLike = DEFAULT_OUT, work: str | os.PathLike = DEFAUL
         "command": "s2kd assets build" + (f" --only {','.join(only)}" if only else ""),
         "work_folder": "the build's work folder (default build/assets-work); train commands run there",
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-                    "cpu_count": os.cpu_count(), "torch_threads": threads or torch.get_num_threads()},
+                    "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+                    "torch_threads": threads or torch.get_num_threads()},
         "seconds": {"this_run": round(time.perf_counter() - t_all, 1), "stages_this_run": dict(ctx.times),
                     "stages_last_recorded": _recorded_seconds(ctx.state, [settings[k].run_set for k in keys])},
         "total_bytes": total,

@@ -8,8 +8,13 @@
    (:func:`core.assets.score_run` → :func:`core.evaluate.evaluate_run`) and compared per subset, metric and
    lead within a small float tolerance.  The data comes from ``data/demo`` (or the build's work copy) when
    its files match the sha256 recorded in the manifest, else from ``s2kd data prepare`` (seed 0) into a
-   temporary folder (about two minutes on 2 CPU cores) — whose files must then match the manifest too (the
-   simulators are deterministic).  The text teacher's narratives are written afresh into an empty cache.
+   temporary folder (about two minutes on 2 CPU cores).  The simulators are deterministic on one machine,
+   but the weather simulator's float results depend on the CPU (most likely numpy's run-time choice of SIMD
+   kernels): on a CPU unlike the build's the regenerated weather files differ slightly, and the
+   scores drift by up to about 1 % (measured: AMD EPYC vs the build machine).  So the scores must agree to
+   ``rtol=1e-4`` when the files are byte-identical to the manifest's, and to ``CROSS_CPU_RTOL`` otherwise —
+   still far tighter than any difference between models.  The text teacher's narratives are written afresh
+   into an empty cache.
 3. (browser) A fresh clone of the committed repository: ``python -m core data prepare`` there, the app
    started headless, and the Forecasts page shows the shipped teacher, students and a baseline.
 """
@@ -34,6 +39,8 @@ from core import assets
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("S2KD_TEST_ASSETS") or ROOT / "assets")
 MAX_BYTES = 30 * 1024 * 1024
+#: Score tolerance when regenerated data are not byte-identical to the build's (another CPU kind, see above).
+CROSS_CPU_RTOL, CROSS_CPU_ATOL = 0.05, 1e-3
 
 
 def _manifest_or_none() -> dict | None:
@@ -156,7 +163,7 @@ def test_scores_close_compares_every_subset_metric_and_lead():
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> dict:
-    """``{run set: dataset folder}`` holding exactly the data the shipped runs were trained on."""
+    """``{run set: (dataset folder, whether its files are byte-identical to the build's)}``."""
     if MANIFEST is None:
         pytest.fail("no asset manifest")
     from core.synth.commands import prepare
@@ -168,16 +175,15 @@ def demo_data(tmp_path_factory) -> dict:
         local = next((c for c in (ROOT / info["folder"], assets.DEFAULT_WORK / info["folder"])
                       if assets.data_matches(c, info["files"])), None)
         if local is not None:
-            out[rs] = local
+            out[rs] = (local, True)
             continue
         tmp = tmp or tmp_path_factory.mktemp("demo-data")
         prepare(info["preset"], (info["kind"],), seed=int(info["seed"]), root=tmp)
         folder = tmp / info["preset"] / info["kind"]
         fresh = assets.data_fingerprint(folder)
-        changed = sorted(k for k in set(fresh) | set(info["files"]) if fresh.get(k) != info["files"].get(k))
-        assert not changed, (f"regenerated {info['kind']} demo data differs from the data the shipped runs were "
-                             f"trained on ({', '.join(changed[:4])}): rebuild the assets (`make assets`)")
-        out[rs] = folder
+        assert sorted(fresh) == sorted(info["files"]), (
+            f"regenerated {info['kind']} demo data has other files than the build's: rebuild the assets (`make assets`)")
+        out[rs] = (folder, fresh == dict(info["files"]))
     return out
 
 
@@ -206,11 +212,13 @@ def fresh_narrative_cache(tmp_path_factory) -> Path:
 def test_recorded_scores_reproduce(demo_data, fresh_narrative_cache, run_set, model):
     run_dir = ASSETS / "runs" / run_set / model
     recorded = json.loads((run_dir / "scores-check.json").read_text())
-    data, stride = _check_windows(run_set, demo_data[run_set])
+    folder, identical = demo_data[run_set]
+    data, stride = _check_windows(run_set, folder)
     assert recorded["windows"]["stride"] == stride and recorded["windows"]["count"] == len(data)
-    fresh = assets.score_run(run_dir, demo_data[run_set], stride, data=data, run_name=model,
+    fresh = assets.score_run(run_dir, folder, stride, data=data, run_name=model,
                              narrative_cache=fresh_narrative_cache / run_set)
-    problems = assets.scores_close(recorded, fresh)
+    tol = {} if identical else {"rtol": CROSS_CPU_RTOL, "atol": CROSS_CPU_ATOL}
+    problems = assets.scores_close(recorded, fresh, **tol)
     assert not problems, f"{run_set}/{model}: " + "; ".join(problems[:5])
     # the scores are not degenerate: the error of every lead is a positive finite number
     errors = recorded["test"].get("mse") or recorded["test"]["rmse"]
@@ -304,7 +312,8 @@ def test_fresh_clone_shows_the_shipped_models(tmp_path):
     # `make app`'s data step: the demo data, seeded -- the very data the shipped runs were trained on
     subprocess.run([sys.executable, "-m", "core", "data", "prepare"], cwd=clone, env=env, check=True, timeout=400)
     for rs, info in manifest["datasets"].items():
-        assert assets.data_matches(clone / info["folder"], info["files"]), f"{rs}: prepared data differs"
+        # the same files (byte-identical only on a CPU of the build's kind, see the module docstring)
+        assert sorted(assets.data_fingerprint(clone / info["folder"])) == sorted(info["files"]), rs
 
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "w")
