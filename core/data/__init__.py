@@ -7,39 +7,32 @@ by name with :func:`open_source`; the names live in the single registry :data:`S
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any, Iterable, Sequence
 
 from core.errors import DataError
+from core.registry import LazyRegistry
 
 #: Reader registry: source name → ``"module:ClassName"`` of a :class:`core.data.base.FieldSource`.
 #: Imported lazily so that ``import core.data`` stays cheap.  Add names with :func:`register_source`.
-SOURCES: dict[str, str] = {}
+SOURCES: LazyRegistry = LazyRegistry("data source", DataError, {
+    "weatherbench": "core.data.weatherbench:WeatherBenchSource",
+    "wb2": "core.data.wb2:WB2Source",
+    "taxibj": "core.data.taxibj:TaxiBJSource",
+    "taxibj-npz": "core.data.taxibj:TaxiBJNpzSource",
+    "taxibj+": "core.data.taxibjplus:TaxiBJPlusSource",
+    "netcdf": "core.data.netcdf:NetCDFSource",
+})
 
 
 def register_source(name: str, target: str) -> None:
     """Register reader ``target`` (``"module:ClassName"``) under ``name``; a name can be used once."""
-    if name in SOURCES:
-        raise ValueError(f"data source {name!r} registered twice")
-    SOURCES[name] = target
-
-
-register_source("weatherbench", "core.data.weatherbench:WeatherBenchSource")
-register_source("wb2", "core.data.wb2:WB2Source")
-register_source("taxibj", "core.data.taxibj:TaxiBJSource")
-register_source("taxibj-npz", "core.data.taxibj:TaxiBJNpzSource")
-register_source("taxibj+", "core.data.taxibjplus:TaxiBJPlusSource")
-register_source("netcdf", "core.data.netcdf:NetCDFSource")
+    SOURCES.register(name, target)
 
 
 def get_source(name: str):
     """Return an instance of the reader registered as ``name`` (unknown name → DataError)."""
-    try:
-        module_name, cls_name = SOURCES[name].split(":")
-    except KeyError:
-        raise DataError(f"unknown data source {name!r}; choose from {', '.join(SOURCES)}") from None
-    return getattr(importlib.import_module(module_name), cls_name)()
+    return SOURCES.load(name)()
 
 
 def open_source(name: str, root: str | os.PathLike, variables: Sequence[str] | str | None = None,

@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import functools
 import datetime as _dt
-import importlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_chec
 
 import numpy as np
 
+from core.errors import ConfigError
 from core.io import json_default
+from core.registry import LazyRegistry
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.cache import SafeCache
@@ -268,8 +269,6 @@ class BaseNarrator:
 
     def __init__(self, scope: str = "context"):
         if scope not in SCOPES:
-            from core.errors import ConfigError
-
             raise ConfigError(f"unknown narrative scope {scope!r}; choose from {', '.join(SCOPES)}")
         self.scope = scope
 
@@ -290,30 +289,21 @@ class BaseNarrator:
 
 # --------------------------------------------------------------------------- registry
 #: name -> "module:Class"; classes are imported on first use.
-NARRATORS: dict[str, str] = {}
+NARRATORS: LazyRegistry = LazyRegistry("narrator", ConfigError, {
+    "diagnostic": "core.narratives.diagnostic:DiagnosticNarrator",
+    "openai": "core.narratives.openai_backend:OpenAINarrator",
+    "transformers": "core.narratives.transformers_backend:TransformersNarrator",
+})
 
 
 def register_narrator(name: str, target: str) -> None:
     """Register a backend ``name`` as ``"module:Class"``; raises on a duplicate name."""
-    if name in NARRATORS:
-        raise ValueError(f"narrator {name!r} registered twice")
-    NARRATORS[name] = target
-
-
-register_narrator("diagnostic", "core.narratives.diagnostic:DiagnosticNarrator")
-register_narrator("openai", "core.narratives.openai_backend:OpenAINarrator")
-register_narrator("transformers", "core.narratives.transformers_backend:TransformersNarrator")
+    NARRATORS.register(name, target)
 
 
 def build_narrator(name: str = "diagnostic", **options) -> Narrator:
     """Build the narrator ``name`` with its options (e.g. ``scope="context"``, ``base_url=...``)."""
-    from core.errors import ConfigError
-
-    try:
-        module_name, cls_name = NARRATORS[name].split(":")
-    except KeyError:
-        raise ConfigError(f"unknown narrator {name!r}; choose from {', '.join(NARRATORS)}") from None
-    cls = getattr(importlib.import_module(module_name), cls_name)
+    cls = NARRATORS.load(name)
     try:
         return cls(**options)
     except TypeError as exc:

@@ -7,24 +7,20 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
+
+from core.errors import UserError
+from core.registry import LazyRegistry
 
 PRESETS = ("tiny", "demo", "bench")
 
-SIMULATORS: dict[str, str] = {
+SIMULATORS: LazyRegistry = LazyRegistry("data kind", UserError, {
     "weather": "core.synth.weather:generate",
     "taxibj": "core.synth.city:generate_taxibj",
     "taxibj+": "core.synth.city:generate_taxibjplus",
-}
+})
 
 
 def simulator(kind: str) -> Callable:
     """Return the ``generate`` function of ``kind`` (one of :data:`SIMULATORS`)."""
-    from core.errors import UserError
-
-    try:
-        module_name, func_name = SIMULATORS[kind].split(":")
-    except KeyError:
-        raise UserError(f"unknown data kind {kind!r}; choose from {', '.join(SIMULATORS)}") from None
-    return getattr(importlib.import_module(module_name), func_name)
+    return SIMULATORS.load(kind)
