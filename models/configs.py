@@ -87,6 +87,15 @@ class ModelConfig:
     def grid_hw(self) -> tuple[int, int]:
         return self.in_shape[2], self.in_shape[3]
 
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        """``(H, W)`` after ``n_down`` stride-2 downsamplings; only for configs with an ``n_down`` field."""
+        n_down = getattr(self, "n_down", None)
+        if n_down is None:
+            raise AttributeError(f"{type(self).__name__} has no n_down field, hence no latent_hw")
+        f = 2 ** n_down
+        return self.in_shape[2] // f, self.in_shape[3] // f
+
 
 def check_size(size: str) -> str:
     if size not in SIZES:

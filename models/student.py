@@ -62,11 +62,6 @@ class StudentConfig(ModelConfig):
         if len(self.periodic) != 2:
             raise ValueError(f"StudentConfig: periodic must be two booleans (H, W), got {self.periodic}")
 
-    @property
-    def latent_hw(self) -> tuple[int, int]:
-        f = 2 ** self.n_down
-        return self.in_shape[2] // f, self.in_shape[3] // f
-
 
 _STUDENT_SIZES = {
     "tiny": dict(hid_s=2, latent_dim=8, depth=1, mlp_ratio=1.0, kernel_size=9),

@@ -73,11 +73,6 @@ class TeacherConfig(ModelConfig):
         if len(self.periodic) != 2:
             raise ValueError(f"TeacherConfig: periodic must be two booleans (H, W), got {self.periodic}")
 
-    @property
-    def latent_hw(self) -> tuple[int, int]:
-        f = 2 ** self.n_down
-        return self.in_shape[2] // f, self.in_shape[3] // f
-
 
 _TEACHER_SIZES = {
     "tiny": dict(hid_s=4, latent_dim=16, sdn_depth=1, heads=2, text_heads=2, mlp_ratio=1.0, local_kernels=(3, 5)),
