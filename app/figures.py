@@ -69,28 +69,40 @@ def field_panels(panels: Sequence[tuple[str, np.ndarray]], x: np.ndarray, y: np.
             zrange = (float(np.nanmin(allv)), float(np.nanmax(allv)))
     scale = colorscale or ("RdBu_r" if diverging else "Viridis")
     hover_x, hover_y = ("lon", "lat") if geo else ("x", "y")
+    # The figure is assembled as plain dicts on the grid make_subplots laid out and validated once by
+    # go.Figure: Plotly's per-call property machinery (add_trace(row=, col=), update_xaxes(row=, col=))
+    # cost ~0.3 s per figure of 8 panels, a noticeable part of a lead change.
+    layout = fig.layout.to_plotly_json()
+    data: list[dict] = []
+    has_outlines = outlines is not None and len(outlines[0])
+    x_range = [float(np.min(x)) - 0.5 * _step(x), float(np.max(x)) + 0.5 * _step(x)]
+    yr = [float(np.min(y)) - 0.5 * _step(y), float(np.max(y)) + 0.5 * _step(y)]
     for i, (title, field) in enumerate(panels):
         r, c = i // cols + 1, i % cols + 1
-        fig.add_trace(go.Heatmap(
-            z=np.asarray(field, dtype=np.float32), x=x, y=y, coloraxis="coloraxis", name=title,
+        suffix = "" if i == 0 else str(i + 1)
+        data.append(dict(
+            type="heatmap", z=np.asarray(field, dtype=np.float32), x=x, y=y, coloraxis="coloraxis", name=title,
             hovertemplate=f"{hover_x} %{{x:.2f}}<br>{hover_y} %{{y:.2f}}<br>%{{z:.4g}} {units}<extra>{title}</extra>",
-        ), row=r, col=c)
-        if outlines is not None and len(outlines[0]):
-            fig.add_trace(go.Scatter(x=outlines[0], y=outlines[1], mode="lines", hoverinfo="skip",
-                                     line=dict(color="rgba(20,20,20,0.75)", width=0.8), showlegend=False),
-                          row=r, col=c)
-        fig.update_xaxes(range=[float(np.min(x)) - 0.5 * _step(x), float(np.max(x)) + 0.5 * _step(x)],
-                         showticklabels=r == rows, row=r, col=c)
-        yr = [float(np.min(y)) - 0.5 * _step(y), float(np.max(y)) + 0.5 * _step(y)]
-        fig.update_yaxes(range=yr if geo else yr[::-1], showticklabels=c == 1, row=r, col=c,
-                         scaleanchor=f"x{'' if i == 0 else i + 1}", scaleratio=1)
-    if geo:
-        fig.update_xaxes(tickvals=_lon_ticks(x), ticktext=[_lon_label(v) for v in _lon_ticks(x)])
-    fig.update_layout(
+            xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
+        if has_outlines:
+            data.append(dict(type="scatter", x=outlines[0], y=outlines[1], mode="lines", hoverinfo="skip",
+                             line=dict(color="rgba(20,20,20,0.75)", width=0.8), showlegend=False,
+                             xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
+        layout[f"xaxis{suffix}"].update(range=x_range, showticklabels=r == rows)
+        layout[f"yaxis{suffix}"].update(range=yr if geo else yr[::-1], showticklabels=c == 1,
+                                        scaleanchor=f"x{suffix}", scaleratio=1)
+    if geo:  # every x axis of the grid (as update_xaxes() without a selector)
+        ticks, lat_ticks = _lon_ticks(x), _lat_ticks(y)
+        for name in [k for k in layout if k.startswith("xaxis")]:
+            layout[name].update(tickvals=ticks, ticktext=[_lon_label(v) for v in ticks])
+        for name in [k for k in layout if k.startswith("yaxis")]:
+            layout[name].update(tickvals=lat_ticks, ticktext=[_lat_label(v) for v in lat_ticks])
+    layout.update(
         coloraxis=dict(colorscale=scale, cmin=zrange[0] if zrange else None, cmax=zrange[1] if zrange else None,
                        colorbar=dict(title=dict(text=units, side="right"), thickness=12)),
         height=max(180, rows * height_per_row), margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
     )
+    fig = go.Figure(data=data, layout=layout)
     return fig
 
 
@@ -104,6 +116,16 @@ def _lon_ticks(x: np.ndarray) -> list[float]:
     step = 60.0 if hi - lo > 180 else 30.0 if hi - lo > 60 else 10.0
     start = np.ceil(lo / step) * step
     return [float(v) for v in np.arange(start, hi + 1e-9, step)]
+
+
+def _lat_ticks(y: np.ndarray) -> list[float]:
+    lo, hi = max(float(np.min(y)), -90.0), min(float(np.max(y)), 90.0)
+    step = 30.0 if hi - lo > 90 else 10.0 if hi - lo > 20 else 5.0
+    return [float(v) for v in np.arange(np.ceil(lo / step) * step, hi + 1e-9, step)]
+
+
+def _lat_label(v: float) -> str:
+    return "0°" if abs(v) < 1e-9 else f"{abs(v):.0f}°{'N' if v > 0 else 'S'}"
 
 
 def _lon_label(v: float) -> str:
@@ -174,6 +196,7 @@ def overlay(field: np.ndarray, weights: np.ndarray, x: np.ndarray, y: np.ndarray
     fig.update_yaxes(range=yr_ if geo else yr_[::-1], scaleanchor="x", scaleratio=1)
     if geo:
         fig.update_xaxes(tickvals=_lon_ticks(x), ticktext=[_lon_label(v) for v in _lon_ticks(x)])
+        fig.update_yaxes(tickvals=_lat_ticks(y), ticktext=[_lat_label(v) for v in _lat_ticks(y)])
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
     return fig
 

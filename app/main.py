@@ -18,15 +18,17 @@ import streamlit as st  # noqa: E402
 
 from app import state  # noqa: E402
 
-st.set_page_config(page_title="s2kd dashboard", page_icon="🌐", layout="wide")
+# No emoji icons: headless Chromium (and many Linux desktops) has no emoji font and draws them as empty
+# boxes, and ":material/" icons would need a font from outside 127.0.0.1.  Plain text labels only.
+st.set_page_config(page_title="s2kd dashboard", layout="wide")
 
 _PAGES = _ROOT / "app" / "views"  # not "pages": Streamlit runs app/pages as a legacy v1 multipage folder
 PAGES = [
-    st.Page(str(_PAGES / "overview.py"), title="Overview", icon="🏠", url_path="overview", default=True),
-    st.Page(str(_PAGES / "forecasts.py"), title="Forecasts", icon="🗺️", url_path="forecasts"),
-    st.Page(str(_PAGES / "compare.py"), title="Compare", icon="📈", url_path="compare"),
-    st.Page(str(_PAGES / "spectra.py"), title="Spectra", icon="〰️", url_path="spectra"),
-    st.Page(str(_PAGES / "semantics.py"), title="Semantics", icon="💬", url_path="semantics"),
+    st.Page(str(_PAGES / "overview.py"), title="Overview", url_path="overview", default=True),
+    st.Page(str(_PAGES / "forecasts.py"), title="Forecasts", url_path="forecasts"),
+    st.Page(str(_PAGES / "compare.py"), title="Compare", url_path="compare"),
+    st.Page(str(_PAGES / "spectra.py"), title="Spectra", url_path="spectra"),
+    st.Page(str(_PAGES / "semantics.py"), title="Semantics", url_path="semantics"),
 ]
 
 page = st.navigation(PAGES)

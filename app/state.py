@@ -9,7 +9,9 @@ copied URL reopens the same view.  Page-level widgets use keys prefixed with the
 Caching: the list of run sets is cached briefly (``st.cache_data``, ttl 30 s); a run set's
 :class:`core.dashboard.Dashboard` (its loaded models and data) is a ``st.cache_resource`` keyed by the
 run set's folder and a signature of its ``model.json`` files, so models load once per process; every
-derived result is memoised inside the Dashboard under explicit keys.
+derived result is memoised inside the Dashboard under explicit keys.  When the server was started by
+``app/serve.py`` (``make app``) the Dashboards are already being built in the background
+(:func:`core.dashboard.preload`) and are taken from there.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def dashboard(key: str, signature: str) -> Any:
     for rs in run_sets():
         if rs.key == key:
             try:
-                return core_dash.Dashboard(rs)
+                pre = core_dash.take_preloaded(rs)  # built in the background by app/serve.py (make app)
+                return pre if pre is not None else core_dash.Dashboard(rs)
             except core_dash.DashboardUnavailable as exc:
                 return exc.state
     return core_dash.EmptyState("Run set not found", f"no run set {key!r} under the run roots", core_dash.CMD_TRAIN)
@@ -201,7 +204,7 @@ def _sidebar() -> Context | core_dash.EmptyState:
     _choose(INIT, inits)
     sb.selectbox("Init time", inits, key=INIT, help="Time of the last input frame (test split).")
     leads = list(range(1, dash.t_out + 1))
-    _choose(LEAD, leads, default=min(3, dash.t_out))
+    _choose(LEAD, leads, default=dash.default_lead())
     sb.select_slider("Lead time", leads, key=LEAD, format_func=dash.lead_label)
     sync_query_params()
     return Context(dash=dash, region=region, channel=st.session_state[CHANNEL], init_label=st.session_state[INIT],

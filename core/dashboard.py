@@ -643,9 +643,7 @@ class Dashboard:
 
         desc = dict(next(iter(self.metas.values())).get("data") or {})
         root = Path(str(desc.get("root") or ""))
-        candidates = [root] if root.is_absolute() else [Path.cwd() / root, PROJECT_ROOT / root,
-                                                       Path(self.run_set.path) / root]
-        found = next((c for c in candidates if str(root) and c.is_dir()), None)
+        found = _resolve_data_root(str(desc.get("root") or ""), self.run_set.path)
         if found is None:
             raise DashboardUnavailable(EmptyState(
                 "The test data of this run set is missing",
@@ -782,6 +780,26 @@ class Dashboard:
     def all_names(self) -> list[str]:
         """Trained models then baselines."""
         return list(self.metas) + [b for b in self.baselines if b not in self.metas]
+
+    def default_models(self) -> list[str]:
+        """The models the Forecasts page shows first: the text teacher and up to four students (at most
+        four in all), then the first baseline."""
+        names = self.all_names
+        out = [n for n in names if n == self.teacher or n in self.students][:4]
+        baseline = next((n for n in names if n in self.baselines), None)
+        return out + ([baseline] if baseline else [])
+
+    def default_lead(self) -> int:
+        """The lead the sidebar starts at (1-based)."""
+        return min(3, self.t_out)
+
+    def warm_default_view(self) -> None:
+        """Compute what the first Forecasts page of this run set needs (sidebar defaults: first region,
+        channel and init time, :meth:`default_lead`, :meth:`default_models`) so that it is memoised: the
+        forecast bundle (from the disk cache when it is there), the baselines, the region's indices and
+        outlines.  Used by :func:`preload` in the server process."""
+        index = int(self.init_indices[0])
+        self.field_view(index, self.default_lead(), self.channels[0], self.regions()[0], self.default_models())
 
     def init_times(self) -> list[str]:
         """Labels of the offered init times (the time of the last input frame), in order."""
@@ -1479,21 +1497,209 @@ class Dashboard:
         return table if table is not None and table.values else None
 
 
+WARM_NAMESPACE = "dashboard-warm"
+WARM_VERSION = "dashboard-warm-v1"
+
+
+def _resolve_data_root(root: str, run_set_path: str) -> Path | None:
+    """The data folder a run's ``data.root`` names: absolute, or relative to the working directory, the
+    project root or the run set folder (the first that exists)."""
+    r = Path(str(root or ""))
+    candidates = [r] if r.is_absolute() else [Path.cwd() / r, PROJECT_ROOT / r, Path(run_set_path) / r]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def _warm_marker(run_set: RunSet, inits: int) -> str | None:
+    """Content key of what a warm-up of ``run_set`` depends on: every run's ``model.json`` (which holds the
+    sha256 of its weights and its narrator settings), the listing of the data folder (relative path, size,
+    mtime of every file), the number of init times, the code and cache versions.  None when a file cannot
+    be read (then the run set is warmed again)."""
+    from core import __version__
+    from core.cache import content_key
+
+    import hashlib
+
+    runs, root = [], None
+    try:
+        for name, run_dir in run_set.runs:
+            blob = (Path(run_dir) / "model.json").read_bytes()
+            runs.append((name, hashlib.sha256(blob).hexdigest()))
+            if root is None:
+                root = (json.loads(blob).get("data") or {}).get("root")
+        data = _resolve_data_root(str(root or ""), run_set.path)
+        if data is None:
+            return None
+        listing = []
+        for dirpath, dirnames, filenames in os.walk(data):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for f in sorted(filenames):
+                st = os.stat(os.path.join(dirpath, f))
+                listing.append((os.path.relpath(os.path.join(dirpath, f), data), st.st_size, st.st_mtime_ns))
+    except (OSError, ValueError, AttributeError):
+        return None
+    return content_key(WARM_VERSION, FORECAST_CACHE_VERSION, __version__, runs, listing, int(inits))
+
+
 def warm_cache(roots: Sequence[str | os.PathLike] | None = None, inits: int = 1,
-               cache_dir: str | os.PathLike | None = None) -> list[str]:
+               cache_dir: str | os.PathLike | None = None, force: bool = False,
+               log: Callable[[str], None] | None = None) -> list[str]:
     """Compute and store (on-disk forecast cache) the forecasts of the first ``inits`` init times of every
     run set, so that the app's first Forecasts page after a start loads no model.  Returns the run-set keys
-    warmed; run sets that cannot be shown are skipped.  (``make app`` may call it before starting.)"""
+    warm at the end; run sets that cannot be shown are skipped.  ``make app`` calls it before starting the
+    server (``s2kd data prepare --warm-dashboard``).
+
+    A run set already warmed for the same runs and data (:func:`_warm_marker`, a JSON entry of the same
+    disk cache) is skipped without opening it, unless ``force``: a start then costs no model, data or
+    library load.  The marker only decides whether to warm again; the forecasts themselves are always
+    looked up by their own content keys."""
+    import time
+
+    say = log or (lambda _msg: None)
+    disk = _open_disk_cache(cache_dir)
+    if disk is None:
+        say("dashboard cache: off or not writable; nothing warmed")
+        return []
     done = []
     for rs in find_run_sets(roots):
+        marker = _warm_marker(rs, inits)
+        if marker is not None and not force and disk.get_json(WARM_NAMESPACE, marker) is not None:
+            say(f"dashboard cache: {rs.key} already warm")
+            done.append(rs.key)
+            continue
+        t0 = time.perf_counter()
         try:
             d = Dashboard(rs, cache_dir=cache_dir)
-        except DashboardUnavailable:
+        except DashboardUnavailable as exc:
+            say(f"dashboard cache: {rs.key} skipped ({exc})")
             continue
+        errors: dict[str, str] = {}
         for label in d.init_times()[: max(1, int(inits))]:
-            d.forecast(d.init_index(label))
+            errors.update(d.forecast(d.init_index(label)).errors)  # a bundle with errors is not cached
+        if not errors and marker is not None:
+            disk.put_json(WARM_NAMESPACE, marker, {"run_set": rs.key, "inits": int(inits)})
         done.append(rs.key)
+        say(f"dashboard cache: {rs.key} warmed in {time.perf_counter() - t0:.1f} s"
+            + (f" (not cached, {len(errors)} problem(s): {', '.join(sorted(errors))})" if errors else ""))
     return done
+
+
+# ------------------------------------------------------------------------------------------------
+# preloading in the server process (app/serve.py): the first page finds its run set loaded
+# ------------------------------------------------------------------------------------------------
+
+#: How many run sets :func:`preload` builds (the app's ``st.cache_resource`` keeps four).
+PRELOAD_MAX_SETS = 4
+_PRELOAD_LOCK = threading.Lock()
+_PRELOADS: dict[str, tuple[str, Any]] = {}   # run-set key -> (signature, concurrent.futures.Future)
+_PRELOAD_QUEUE: list[tuple[RunSet, Any]] = []  # not started yet, in order
+_PRELOAD_LAST_TAKE = [0.0]  # time.monotonic() of the last take_preloaded
+#: After a page took its Dashboard the preload thread waits this long before building the next one, so
+#: that it does not slow down the drawing of that page (one interpreter lock, two cores).
+PRELOAD_YIELD_S = 4.0
+#: What every Dashboard imports to open its test data (the bulk of a first load: torch for the windows,
+#: xarray/dask/pandas for the readers).  Imported first, before any run set, so that a page asking for
+#: a run set while they load gets its own run set built next.
+PRELOAD_MODULES = ("numpy", "pandas", "xarray", "dask.array", "torch", "h5py", "netCDF4", "core.cache",
+                   "core.checkpoint", "core.evaluate", "core.data", "core.data.windows", "core.data.splits",
+                   "core.data.nonstationary", "core.data.regions", "core.train.data", "core.narratives",
+                   "core.narratives.commands", "core.geo", "core.spectral")
+
+
+def preload(run_sets: Sequence[RunSet] | None = None, cache_dir: str | os.PathLike | None = None,
+            max_sets: int = PRELOAD_MAX_SETS, on_ready: Callable[["Dashboard"], None] | None = None,
+            log: Callable[[str], None] | None = None) -> threading.Thread | None:
+    """Build the :class:`Dashboard` of the first ``max_sets`` run sets (default: :func:`find_run_sets`, in
+    the app's order) one after the other in a background thread, each with its default Forecasts view
+    computed (:meth:`Dashboard.warm_default_view`, served from the disk cache that ``make app`` warmed).
+
+    The app takes them with :func:`take_preloaded` instead of building them itself: a page opened while
+    the server is still starting waits for what is left of that work (the libraries of
+    :data:`PRELOAD_MODULES` first, then its own run set, which moves to the front of the queue), one opened
+    later finds it done; after a page took its run set the thread pauses :data:`PRELOAD_YIELD_S`.  Everything is built in this one thread, so the page's
+    thread never imports the heavy libraries at the same time.  ``on_ready(dashboard)`` runs in the thread
+    after each one (the app warms its figure code there); ``log`` gets one line per run set.  Returns the
+    thread (None when there is nothing to build)."""
+    import time
+    from concurrent.futures import Future
+
+    say = log or (lambda _msg: None)
+
+    sets = list(find_run_sets() if run_sets is None else run_sets)[: max(0, int(max_sets))]
+    added = 0
+    with _PRELOAD_LOCK:
+        for rs in sets:
+            if rs.key not in _PRELOADS:
+                fut: Future = Future()
+                _PRELOADS[rs.key] = (rs.signature, fut)
+                _PRELOAD_QUEUE.append((rs, fut))
+                added += 1
+    if not added:
+        return None
+
+    def work() -> None:
+        import importlib
+
+        for name in PRELOAD_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - an optional reader library: imported when needed, if ever
+                pass
+        while True:
+            wait = _PRELOAD_LAST_TAKE[0] + PRELOAD_YIELD_S - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+                continue
+            with _PRELOAD_LOCK:
+                if not _PRELOAD_QUEUE:
+                    return
+                rs, fut = _PRELOAD_QUEUE.pop(0)
+            if not fut.set_running_or_notify_cancel():
+                continue
+            t0 = time.perf_counter()
+            try:
+                d = Dashboard(rs, cache_dir=cache_dir)
+            except BaseException as exc:  # noqa: BLE001 - handed to the page that asks for this run set
+                fut.set_exception(exc)
+                say(f"dashboard: {rs.key} cannot be shown ({exc})")
+                continue
+            try:
+                d.warm_default_view()
+                if on_ready is not None:
+                    on_ready(d)
+            except Exception:  # noqa: BLE001 - only a head start: the page computes (and reports) it itself
+                pass
+            fut.set_result(d)
+            say(f"dashboard: {rs.key} loaded in {time.perf_counter() - t0:.1f} s"
+                f"{'' if d._models is None else ' (models loaded: the forecast was not in the disk cache)'}")
+
+    thread = threading.Thread(target=work, name="s2kd-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def take_preloaded(run_set: RunSet) -> "Dashboard | None":
+    """The preloaded :class:`Dashboard` of ``run_set``, waiting while the preload thread gets to it (it
+    moves to the front of the queue) and builds it; None when it was not preloaded or was preloaded for
+    other runs (the signature changed).  Raises what building it raised (e.g. :class:`DashboardUnavailable`).
+    Each preloaded object is handed out once."""
+    with _PRELOAD_LOCK:
+        entry = _PRELOADS.pop(run_set.key, None)
+        if entry is None:
+            return None
+        signature, fut = entry
+        queued = [job for job in _PRELOAD_QUEUE if job[1] is fut]
+        if queued:
+            _PRELOAD_QUEUE.remove(queued[0])
+            _PRELOAD_QUEUE.insert(0, queued[0])
+    if signature != run_set.signature:
+        fut.cancel()  # not wanted any more (a running build finishes and is dropped)
+        return None
+    try:
+        return fut.result()
+    finally:
+        import time
+
+        _PRELOAD_LAST_TAKE[0] = time.monotonic()
 
 
 # ================================================================================================
@@ -1731,5 +1937,5 @@ __all__ = [
     "RunSet", "find_run_sets", "datasets_of", "results_for", "run_roots", "no_runs_state", "top_mask",
     "agreement", "upsample", "phrase_span", "token_indices_for_span", "split_phrases", "relative_difference",
     "pretty_units", "FieldView", "AttentionView", "ScoreTable", "ForecastBundle", "Dashboard", "provenance_rows",
-    "static_map_png", "configure_cartopy", "warm_cache", "METRIC_LABELS", "SUBSET_LABELS", "model_sort_key",
+    "static_map_png", "configure_cartopy", "warm_cache", "preload", "take_preloaded", "METRIC_LABELS", "SUBSET_LABELS", "model_sort_key",
 ]

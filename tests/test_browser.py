@@ -1,11 +1,19 @@
 """End-to-end: the dashboard in real headless Chromium (Debian ``chromium`` driven by ``playwright``).
 
-Starts ``streamlit run app/main.py`` on a free 127.0.0.1 port with the tiny runs of
-``tests/conftest_app.py``, visits every page, waits for the Plotly charts to draw, moves the lead-time
-slider and checks that the figure changes, and asserts that the page made no request to any host but
-127.0.0.1 and logged no exception or console error.  A screenshot of each page is saved under the
-test's tmp folder and copied to ``/tmp/s2kd-shots/``.  Timings (first render of Forecasts after the
-server is up, a lead-time change) are printed and written to ``/tmp/s2kd-shots/timings.json``.
+``test_dashboard_in_chromium`` starts ``streamlit run app/main.py`` on a free 127.0.0.1 port with the tiny
+runs of ``tests/conftest_app.py``, visits every page, waits for the Plotly charts to draw, moves the
+lead-time slider and checks that the figure changes, and asserts that the page made no request to any host
+but 127.0.0.1 and logged no exception or console error.  A screenshot of each page is saved under the
+test's tmp folder and copied to ``/tmp/s2kd-shots/``.
+
+``test_demo_runs_first_render_and_lead_change`` measures what a user of ``make app`` gets with the shipped
+demo runs (``assets/runs/{weather-demo,taxibj-demo}``): it runs the two commands of the Makefile's ``app``
+recipe, ``python -m core data prepare --warm-dashboard`` (which also generates ``data/demo`` when it is
+missing, about 2.5 min on 2 cores, as ``make app`` does) into an empty dashboard cache, then
+``python -m app.serve``, opens Forecasts of ``weather-demo`` as soon as the server answers its health
+check, and times the first render and three lead-time changes, then the first Forecasts render of
+``taxibj-demo`` in a new browser context.  It asserts the README's targets (:data:`FIRST_RENDER_TARGET_S`,
+:data:`LEAD_CHANGE_TARGET_S`) times :data:`TIMING_MARGIN`.  Timings go to ``/tmp/s2kd-shots/timings.json``.
 
 Skipped only when ``/usr/bin/chromium`` is missing and ``S2KD_REQUIRE_BROWSER`` is not set (CI sets it,
 and then a missing browser fails).  Never runs ``playwright install``: the system Chromium is used.
@@ -35,6 +43,17 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path("/tmp/s2kd-shots")
+TIMINGS = SHOTS / "timings.json"
+
+#: The targets of the README's "Dashboard" section (issue 7), with the demo runs on the 2-core machine.
+FIRST_RENDER_TARGET_S = 5.0
+LEAD_CHANGE_TARGET_S = 1.0
+#: The assertion allows this factor over the targets: the development machine is shared, and the same
+#: run varies by about that much with the other jobs' load (the README quotes medians and the load).
+TIMING_MARGIN = float(os.environ.get("S2KD_TIMING_MARGIN", "1.5"))
+#: The Makefile's ``app`` recipe (checked against the Makefile by ``test_make_app_recipe``).
+MAKE_APP_WARM = ("-m", "core", "data", "prepare", "--warm-dashboard")
+MAKE_APP_SERVE = ("-m", "app.serve")
 PAGES = ("overview", "forecasts", "compare", "spectra", "semantics")
 _PROBE = re.compile(r"^/[^/]+/_stcore/(health|host-config)$")
 
@@ -77,15 +96,21 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90.0) -> N
 
 
 @contextlib.contextmanager
-def _streamlit(runs: Path, cache: Path, log_path: Path):
-    """``streamlit run app/main.py`` on a free 127.0.0.1 port; yields (port, seconds until healthy)."""
+def _streamlit(runs: Path | None, cache: Path, log_path: Path, command: tuple[str, ...] = ("-m", "streamlit", "run",
+                                                                                          "app/main.py")):
+    """The dashboard server on a free 127.0.0.1 port (``streamlit run app/main.py`` by default, or
+    ``command`` run by this Python); yields (port, seconds from the start until healthy)."""
     port = _free_port()
-    env = dict(os.environ, S2KD_RUN_ROOTS=str(runs), S2KD_DASHBOARD_CACHE=str(cache),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, S2KD_DASHBOARD_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PYTHONUNBUFFERED="1")
+    if runs is not None:
+        env["S2KD_RUN_ROOTS"] = str(runs)
+    else:  # the project's default run roots (assets/runs, runs, benchmarks/runs), as for a user
+        env.pop("S2KD_RUN_ROOTS", None)
     with open(log_path, "w") as log:
         t_start = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address", "127.0.0.1",
+            [sys.executable, *command, "--server.address", "127.0.0.1",
              "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -97,6 +122,18 @@ def _streamlit(runs: Path, cache: Path, log_path: Path):
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _update_timings(values: dict) -> dict:
+    """Merge ``values`` into /tmp/s2kd-shots/timings.json (each test writes its own keys)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        timings = json.loads(TIMINGS.read_text())
+    except (OSError, ValueError):
+        timings = {}
+    timings.update(values)
+    TIMINGS.write_text(json.dumps(timings, indent=1))
+    return timings
 
 
 @pytest.fixture()
@@ -163,12 +200,13 @@ def test_dashboard_in_chromium(server, tiny_app_env, tmp_path):  # noqa: F811
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
             page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
 
-            # first render of Forecasts after the server is up (cold: no model loaded, empty disk cache)
+            # first render of Forecasts after the server is up (plain `streamlit run`: no preload, empty disk
+            # cache, so the models load; the make-app timings are test_demo_runs_first_render_and_lead_change's)
             t0 = time.monotonic()
             page.goto(f"{base}/forecasts{query}")
             page.wait_for_function(_CHARTS_DRAWN, arg=2, timeout=120_000)
-            timings["forecasts_first_render_s"] = round(time.monotonic() - t0, 2)
-            timings["server_start_to_healthy_s"] = round(server["healthy_s"], 2)
+            timings["tiny_plain_first_render_s"] = round(time.monotonic() - t0, 2)
+            timings["tiny_plain_start_to_healthy_s"] = round(server["healthy_s"], 2)
 
             # a lead-time change: the slider thumb takes the arrow keys
             before = page.evaluate(_TRUTH_TITLE)
@@ -180,7 +218,7 @@ def test_dashboard_in_chromium(server, tiny_app_env, tmp_path):  # noqa: F811
             page.wait_for_function(f"() => {{ const v = ({_TRUTH_TITLE})(); return v && v !== {json.dumps(before)}; }}",
                                    timeout=30_000)
             page.wait_for_function(_CHARTS_DRAWN, arg=2, timeout=30_000)
-            timings["lead_change_s"] = round(time.monotonic() - t1, 2)
+            timings["tiny_lead_change_s"] = round(time.monotonic() - t1, 2)
             after = page.evaluate(_TRUTH_TITLE)
             assert after.startswith("truth +24 h"), after
             assert after.split("|")[1] != before.split("|")[1], "the truth field did not change with the lead"
@@ -213,13 +251,13 @@ def test_dashboard_in_chromium(server, tiny_app_env, tmp_path):  # noqa: F811
                 t0 = time.monotonic()
                 page.goto(f"http://127.0.0.1:{port2}/forecasts{query}")
                 page.wait_for_function(_CHARTS_DRAWN, arg=2, timeout=120_000)
-                timings["forecasts_first_render_after_restart_s"] = round(time.monotonic() - t0, 2)
+                timings["tiny_plain_first_render_after_restart_s"] = round(time.monotonic() - t0, 2)
             finally:
                 browser.close()
 
     for png in shots.glob("*.png"):
         shutil.copy(png, SHOTS / png.name)
-    (SHOTS / "timings.json").write_text(json.dumps(timings, indent=1))
+    _update_timings(timings)
     print("timings:", json.dumps(timings))
     assert not foreign, f"requests to other hosts: {foreign[:5]}"
     assert not page_errors, f"page exceptions: {page_errors[:3]}"
@@ -229,3 +267,96 @@ def test_dashboard_in_chromium(server, tiny_app_env, tmp_path):  # noqa: F811
     assert n_404 <= len(probes), f"404 console errors not explained by base-path probes: {console_errors[:3]}"
     assert not unexplained, f"console errors: {unexplained[:3]}"
     assert len(list(shots.glob("*.png"))) == len(PAGES)
+
+
+def _makefile_recipe(target: str) -> list[str]:
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    out = []
+    for line in lines[start + 1:]:
+        if not line.startswith("\t"):
+            break
+        out.append(line.strip())
+    return out
+
+
+def test_make_app_recipe():
+    """The demo timing test runs what ``make app`` runs (no browser needed for this check)."""
+    assert _makefile_recipe("app") == ["$(PY) " + " ".join(MAKE_APP_WARM), "$(PY) " + " ".join(MAKE_APP_SERVE)]
+
+
+def _first_forecasts_render(browser, url: str, errors: list[str]) -> tuple[float, object]:
+    page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("request", lambda req: errors.append(f"request to {req.url}")
+            if urllib.parse.urlparse(req.url).scheme not in ("data", "blob", "about")
+            and urllib.parse.urlparse(req.url).hostname != "127.0.0.1" else None)
+    t0 = time.monotonic()
+    page.goto(url)
+    page.wait_for_function(_CHARTS_DRAWN, arg=2, timeout=180_000)
+    return time.monotonic() - t0, page
+
+
+def test_demo_runs_first_render_and_lead_change(tmp_path):
+    """``make app`` (warm-up, then ``app.serve``) with the shipped demo runs: first Forecasts render after the
+    server is up and lead-time changes, against the README's targets (see the module docstring)."""
+    _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    if not (ROOT / "assets" / "runs" / "weather-demo" / "teacher-s2" / "model.json").is_file():
+        pytest.fail("the shipped demo runs are missing (assets/runs/weather-demo)")
+    cache = tmp_path / "dashboard-cache"  # a first `make app`: nothing cached yet
+    env = dict(os.environ, S2KD_DASHBOARD_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.pop("S2KD_RUN_ROOTS", None)
+    t0 = time.monotonic()
+    warm = subprocess.run([sys.executable, *MAKE_APP_WARM], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert warm.returncode == 0, warm.stdout + warm.stderr
+    assert "weather-demo warmed" in warm.stdout or "weather-demo already warm" in warm.stdout, warm.stdout
+    timings = {"demo_warm_step_s": round(time.monotonic() - t0, 2)}
+    errors: list[str] = []
+    with _streamlit(None, cache, tmp_path / "serve.log", command=MAKE_APP_SERVE) as (port, healthy_s), \
+            sync_playwright() as pw:
+        timings["demo_start_to_healthy_s"] = round(healthy_s, 2)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            base = f"http://127.0.0.1:{port}/forecasts?region=Global&lead=3&runs="
+            first, page = _first_forecasts_render(browser, base + "assets/runs/weather-demo", errors)
+            timings["forecasts_first_render_s"] = round(first, 2)
+            before = page.evaluate(_TRUTH_TITLE)
+            assert before and before.startswith("truth +3 h"), before
+            thumb = page.locator('[data-testid="stSidebar"] input[type="range"]').first
+            changes = []
+            for lead in (4, 5, 6):
+                before = page.evaluate(_TRUTH_TITLE)
+                thumb.focus()
+                t1 = time.monotonic()
+                thumb.press("ArrowRight")
+                page.wait_for_function(
+                    f"() => {{ const v = ({_TRUTH_TITLE})(); return v && v !== {json.dumps(before)}; }}",
+                    timeout=30_000)
+                page.wait_for_function(_CHARTS_DRAWN, arg=2, timeout=30_000)
+                changes.append(round(time.monotonic() - t1, 2))
+                assert page.evaluate(_TRUTH_TITLE).startswith(f"truth +{lead} h")
+                assert f"lead={lead}" in page.url
+            timings["lead_changes_s"] = changes
+            timings["lead_change_s"] = sorted(changes)[1]  # the median of three
+            assert page.locator('[data-testid="stException"]').count() == 0
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "forecasts-demo.png"), full_page=True)
+            second, page2 = _first_forecasts_render(browser, base.replace("region=Global&", "")
+                                                    + "assets/runs/taxibj-demo", errors)
+            timings["forecasts_first_render_taxibj_s"] = round(second, 2)
+            assert page2.locator('[data-testid="stException"]').count() == 0
+            page2.screenshot(path=str(SHOTS / "forecasts-demo-taxibj.png"), full_page=True)
+        finally:
+            browser.close()
+    timings["load_average_1min"] = round(os.getloadavg()[0], 2)
+    _update_timings(timings)
+    print("timings:", json.dumps(timings))
+    log = (tmp_path / "serve.log").read_text()
+    assert "weather-demo loaded" in log, log  # the server's preload ran
+    assert "models loaded" not in log, log    # ... and found the warmed forecasts in the disk cache
+    assert not errors, errors[:3]
+    assert timings["forecasts_first_render_s"] <= FIRST_RENDER_TARGET_S * TIMING_MARGIN, timings
+    assert timings["lead_change_s"] <= LEAD_CHANGE_TARGET_S * TIMING_MARGIN, timings

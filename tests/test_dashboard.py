@@ -413,3 +413,94 @@ def test_scores_json_files_and_a_saved_baseline_run(tiny_app_env, tmp_path):  # 
     np.testing.assert_array_equal(b.preds["persistence"][2], b.x[-1])
     # a district is not in the files: computed here
     assert d.scores("mse", d.region("CBD (Guomao)"), "test").source.startswith("computed here")
+
+
+# ------------------------------------------------------------------------------------------ start-up (make app)
+def test_default_view_models_and_lead(weather):
+    d = weather
+    assert d.default_models() == ["teacher-s2", "student-s2kd", "student-none", "persistence"]
+    assert d.default_lead() == min(3, d.t_out)
+
+
+def _copy_run_set(tiny_app_env, tmp_path, name="weather-tiny"):  # noqa: F811
+    import shutil
+
+    dst = tmp_path / "runs" / name
+    shutil.copytree(tiny_app_env["runs"] / name, dst)
+    return dst
+
+
+def test_warm_cache_skips_a_warm_run_set_until_its_runs_change(tiny_app_env, tmp_path, monkeypatch):  # noqa: F811
+    runs = _copy_run_set(tiny_app_env, tmp_path)
+    cache = tmp_path / "cache"
+    lines: list[str] = []
+    assert D.warm_cache([runs.parent], cache_dir=cache, log=lines.append) == [D._rel(runs)]
+    assert "warmed" in lines[-1]
+
+    class Refused(D.Dashboard):
+        def __init__(self, *a, **k):
+            raise AssertionError("a warm run set was opened")
+
+    with monkeypatch.context() as m:
+        m.setattr(D, "Dashboard", Refused)
+        assert D.warm_cache([runs.parent], cache_dir=cache, log=lines.append) == [D._rel(runs)]
+    assert lines[-1].endswith("already warm")
+    # a changed model.json (new weights, other narrator...) is another content key: warmed again
+    meta = runs / "student-none" / "model.json"
+    meta.write_text(meta.read_text() + "\n")
+    D.warm_cache([runs.parent], cache_dir=cache, log=lines.append)
+    assert "warmed" in lines[-1]
+    D.warm_cache([runs.parent], cache_dir=cache, log=lines.append, force=True)
+    assert "warmed" in lines[-1]
+
+
+def test_data_prepare_warm_dashboard_command(tiny_app_env, tmp_path, monkeypatch, capsys):  # noqa: F811
+    from core.cli import main
+
+    monkeypatch.setenv(D.RUN_ROOTS_ENV, str(tiny_app_env["runs"]))
+    monkeypatch.setattr(D, "DEFAULT_RUN_ROOTS", ())
+    monkeypatch.setenv("S2KD_DASHBOARD_CACHE", str(tmp_path / "cache"))
+    assert main(["data", "prepare", "--kinds", "", "--root", str(tmp_path / "data"), "--warm-dashboard"]) == 0
+    out = capsys.readouterr().out
+    assert "weather-tiny warmed" in out and "taxibj-tiny warmed" in out
+    rs = next(r for r in D.find_run_sets() if r.name == "weather-tiny")
+    d = D.Dashboard(rs)
+    d.forecast(d.init_index(None))
+    assert d._models is None  # the app's first view loads no model
+    assert main(["data", "prepare", "--kinds", "", "--root", str(tmp_path / "data"), "--warm-dashboard"]) == 0
+    assert "weather-tiny already warm" in capsys.readouterr().out
+    assert main(["data", "prepare", "--kinds", "", "--warm-dashboard", "--warm-inits", "0"]) == 2
+
+
+def test_preload_hands_each_dashboard_out_once(tiny_app_env, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(D, "PRELOAD_YIELD_S", 0.0)
+    sets = [r for r in D.find_run_sets([tiny_app_env["runs"]])]
+    ready: list[str] = []
+    thread = D.preload(sets, cache_dir=tmp_path, on_ready=lambda d: ready.append(d.run_set.key))
+    assert thread is not None
+    weather_rs = next(r for r in sets if r.name == "weather-tiny")
+    d = D.take_preloaded(weather_rs)
+    assert isinstance(d, D.Dashboard) and d.run_set == weather_rs
+    # the default Forecasts view is memoised: the page computes nothing
+    assert ("forecast", int(d.init_indices[0])) in d._memo
+    assert D.take_preloaded(weather_rs) is None  # handed out once
+    thread.join(timeout=300)
+    assert sorted(ready) == sorted(r.key for r in sets)
+    city_rs = next(r for r in sets if r.name == "taxibj-tiny")
+    changed = D.RunSet(**{**city_rs.__dict__, "signature": "other"})
+    assert D.take_preloaded(changed) is None  # preloaded for other runs: the app builds it itself
+    assert not D._PRELOADS and not D._PRELOAD_QUEUE
+
+
+def test_preload_reports_a_run_set_that_cannot_be_shown(tiny_app_env, tmp_path):  # noqa: F811
+    runs = _copy_run_set(tiny_app_env, tmp_path)
+    meta = json.loads((runs / "teacher-s2" / "model.json").read_text())
+    for sub in [p for p in runs.iterdir() if p.is_dir()]:  # every run points at a data folder that does not exist
+        m = json.loads((sub / "model.json").read_text())
+        m["data"]["root"] = str(tmp_path / "missing")
+        (sub / "model.json").write_text(json.dumps(m))
+    assert meta["data"]["root"] != str(tmp_path / "missing")
+    rs = D.find_run_sets([runs.parent])[0]
+    D.preload([rs], cache_dir="off").join(timeout=120)
+    with pytest.raises(D.DashboardUnavailable):
+        D.take_preloaded(rs)

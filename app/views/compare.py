@@ -36,7 +36,7 @@ else:
                                    highlight=[m for m in table.values if m in ("student-s2kd", "teacher-s2")]),
                key="cmp_curves")
     st.caption(f"{label} · {table.region} · {SUBSET_LABELS[subset]} · {table.source}.")
-    st.download_button("⬇️ CSV of these scores", data=table.to_csv_bytes(),
+    st.download_button("CSV of these scores", data=table.to_csv_bytes(),
                        file_name=f"s2kd_{dash.run_set.name}_{metric}_{subset}.csv", mime="text/csv",
                        on_click="ignore")
 

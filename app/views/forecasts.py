@@ -12,11 +12,8 @@ if ctx is None:
 dash = ctx.dash
 
 names = dash.all_names
-default = [n for n in names if n == dash.teacher or n in dash.students][:4]
-baseline = next((n for n in names if n in dash.baselines), None)
-default += [baseline] if baseline else []
 if state.FC_MODELS not in st.session_state:
-    st.session_state[state.FC_MODELS] = default
+    st.session_state[state.FC_MODELS] = dash.default_models()
 st.session_state[state.FC_MODELS] = [m for m in st.session_state[state.FC_MODELS] if m in names]
 c1, c2 = st.columns([4, 1])
 c1.multiselect("Models", names, key=state.FC_MODELS)
@@ -45,10 +42,10 @@ if st.toggle("▶ Play: animate truth and models over all leads (in the browser)
 st.markdown("**Export**")
 e1, e2, e3 = st.columns(3)
 stem = f"s2kd_{dash.run_set.name}_{view.init_time.replace(' ', 'T').replace(':', '')}_{ctx.channel}"
-e1.download_button("🖼️ PNG map (static)", data=lambda: dash.static_map_png(view), file_name=f"{stem}_{ctx.lead}.png",
+e1.download_button("PNG map (static)", data=lambda: dash.static_map_png(view), file_name=f"{stem}_{ctx.lead}.png",
                    mime="image/png", on_click="ignore",
                    help="Cartopy map with the shipped coastlines (weather) or district outlines (city).")
-e2.download_button("💾 NetCDF of this forecast", data=lambda: dash.netcdf_bytes(ctx.index, ctx.region, models),
+e2.download_button("NetCDF of this forecast", data=lambda: dash.netcdf_bytes(ctx.index, ctx.region, models),
                    file_name=f"{stem}.nc", mime="application/x-netcdf", on_click="ignore",
                    help="Truth and the shown models, all leads and channels, in the region.")
 e3.caption("Every chart also has a PNG button in its toolbar (top right).")

@@ -103,11 +103,17 @@ def _prepare(args: argparse.Namespace) -> int:
     for kind in kinds:
         if kind not in SIMULATORS:
             raise UserError(f"unknown data kind {kind!r} in --kinds; choose from {', '.join(SIMULATORS)}")
+    if args.warm_inits < 1:
+        raise UserError(f"--warm-inits must be at least 1, not {args.warm_inits}")
     for item in prepare(args.preset, kinds, args.seed, Path(args.root)):
         if item["status"] == "present":
             print(f"{item['kind']}: present in {item['out']}")
         else:
             print(f"{item['kind']}: generated in {item['out']} ({item['seconds']:.1f} s)")
+    if args.warm_dashboard:
+        from core.dashboard import warm_cache
+
+        warm_cache(inits=args.warm_inits, log=print)
     return 0
 
 
@@ -118,3 +124,8 @@ def register_prepare(cli) -> None:
     p.add_argument("--kinds", default=",".join(PREPARE_KINDS), help="comma-separated kinds")
     p.add_argument("--seed", type=int, default=PREPARE_SEED)
     p.add_argument("--root", default="data", help="data root (default: data)")
+    p.add_argument("--warm-dashboard", action="store_true",
+                   help="then fill the dashboard's disk cache ($S2KD_DASHBOARD_CACHE, else ~/.cache/s2kd/dashboard) "
+                        "with the forecasts of the first init time(s) of every run set the app finds, so that its "
+                        "first Forecasts page loads no model (make app does this; quick when already warm)")
+    p.add_argument("--warm-inits", type=int, default=1, help="init times per run set to warm (default: 1)")
