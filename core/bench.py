@@ -518,6 +518,7 @@ def run_bench(suite_name: str, out: str | os.PathLike, *, data_root: str | os.Pa
     try:
         for plan in plans:
             t_ds = time.perf_counter()
+            ds_created = _now()
             data_dir = prepare_data(suite, plan, root, log)
             runs = out / "runs" / plan.name
             wanted = [m for m in model_names(plan) if not only or m in only]
@@ -556,6 +557,9 @@ def run_bench(suite_name: str, out: str | os.PathLike, *, data_root: str | os.Pa
                     entries[model] = _entry(model, res, train_info.get(model))
             ordered = {m: entries[m] for m in model_names(plan) if m in entries}
             results["datasets"][plan.name] = {
+                # each dataset keeps its own provenance: a later ``--datasets`` run merges into this file
+                "created": ds_created, "command": command, "code_version": __version__,
+                "machine": results["machine"],
                 "data": {**data.describe(), "preset": suite.preset, "seed": suite.seed,
                          "n_windows": _scored_counts(suite, data)},
                 "budget": dict(plan.budget), "overrides": list(overrides),
@@ -653,7 +657,13 @@ def write_markdown(results: Mapping[str, Any]) -> str:
         models = {m: models[m] for m in order + [m for m in models if m not in order]}
         info = ds.get("data") or {}
         grid = info.get("grid", "latlon")
-        lines += [f"## {name}", "",
+        lines += [f"## {name}", ""]
+        if ds.get("created"):
+            dm = ds.get("machine") or {}
+            lines += [f"Run {ds['created']} with s2kd {ds.get('code_version')}"
+                      + (f" by `{ds['command']}`" if ds.get("command") else "")
+                      + (f" on {dm.get('cpu_count')} CPU(s), torch {dm.get('torch')}" if dm else "") + ".", ""]
+        lines += [
                   f"Data: `{info.get('root')}` ({info.get('source')}), {info.get('t_in')} → {info.get('t_out')} "
                   f"frames, {(info.get('n_windows') or {}).get('test')} test windows scored "
                   f"(of {(info.get('n_windows') or {}).get('split_windows')})"
