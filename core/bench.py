@@ -560,6 +560,9 @@ def run_bench(suite_name: str, out: str | os.PathLike, *, data_root: str | os.Pa
                 # each dataset keeps its own provenance: a later ``--datasets`` run merges into this file
                 "created": ds_created, "command": command, "code_version": __version__,
                 "machine": results["machine"],
+                # every command that wrote scores into this entry, oldest first, with the models it scored
+                "history": list((results["datasets"].get(plan.name) or {}).get("history") or []) + [
+                    {"created": ds_created, "command": command, "models": list(wanted)}],
                 "data": {**data.describe(), "preset": suite.preset, "seed": suite.seed,
                          "n_windows": _scored_counts(suite, data)},
                 "budget": dict(plan.budget), "overrides": list(overrides),
@@ -646,7 +649,7 @@ def write_markdown(results: Mapping[str, Any]) -> str:
     """The results as Markdown: per dataset a cost table and one table per key metric (first / middle /
     last lead on the test split, last lead on the non-stationary subset), relative to ``student-none``."""
     lines = [f"# s2kd benchmark: suite `{results.get('suite')}`", "",
-             f"Created {results.get('created')} with s2kd {results.get('code_version')}"
+             f"Last written {results.get('created')} with s2kd {results.get('code_version')}"
              + (f" by `{results['command']}`" if results.get("command") else "") + ".", ""]
     m = results.get("machine") or {}
     lines += [f"Machine: {m.get('platform')}, {m.get('cpu_count')} CPU(s), torch {m.get('torch')}"
@@ -658,10 +661,14 @@ def write_markdown(results: Mapping[str, Any]) -> str:
         info = ds.get("data") or {}
         grid = info.get("grid", "latlon")
         lines += [f"## {name}", ""]
+        for h in ds.get("history") or ([{"created": ds["created"], "command": ds.get("command")}]
+                                       if ds.get("created") else []):
+            models_ = h.get("models")
+            lines += [f"- {h['created']}: " + (f"`{h['command']}`" if h.get("command") else "(command not recorded)")
+                      + (f" scored {', '.join(models_)}" if models_ else "")]
         if ds.get("created"):
             dm = ds.get("machine") or {}
-            lines += [f"Run {ds['created']} with s2kd {ds.get('code_version')}"
-                      + (f" by `{ds['command']}`" if ds.get("command") else "")
+            lines += ["", f"Latest run with s2kd {ds.get('code_version')}"
                       + (f" on {dm.get('cpu_count')} CPU(s), torch {dm.get('torch')}" if dm else "") + ".", ""]
         lines += [
                   f"Data: `{info.get('root')}` ({info.get('source')}), {info.get('t_in')} → {info.get('t_out')} "

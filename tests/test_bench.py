@@ -153,3 +153,21 @@ def test_teacher_with_privileged_narratives_is_labelled(bench_tiny, tmp_path):
     results = json.loads((out / "results.json").read_text())
     results["datasets"]["weather"]["models"]["teacher-s2"]["privileged"] = True
     assert "| teacher-s2 (privileged) |" in write_markdown(results)
+
+
+def test_kd_sweep_table_means_over_seeds_and_compares_on_the_same_seeds():
+    """scripts/kd_sweep.py's table: mean and min–max per variant; the change against ``none`` uses only the
+    seeds both have (hand-computed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kd_sweep", Path(__file__).resolve().parents[1] / "scripts" / "kd_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    rows = [{"variant": "none", "seed": 0, "best_val_mse": 0.10}, {"variant": "none", "seed": 1, "best_val_mse": 0.14},
+            {"variant": "output", "seed": 0, "best_val_mse": 0.09}, {"variant": "output", "seed": 1, "best_val_mse": 0.11},
+            {"variant": "s2kd (λ_spec=1)", "best_val_mse": 0.12}]  # seed 0 implied
+    lines = sweep.table("weather", rows).splitlines()
+    assert lines[2] == "| none | 0,1 | 0.12 | 0.1–0.14 | – |"
+    assert lines[3] == "| output | 0,1 | 0.1 | 0.09–0.11 | -16.7% |"   # (0.09+0.11)/(0.10+0.14) - 1
+    assert lines[4] == "| s2kd (λ_spec=1) | 0 | 0.12 | – | +20.0% |"   # against none's seed 0 only
+    assert sweep._slug("s2kd (λ_spec=0.01)") == "s2kd-spec-0-01"
