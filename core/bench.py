@@ -654,7 +654,11 @@ def write_markdown(results: Mapping[str, Any]) -> str:
     m = results.get("machine") or {}
     lines += [f"Machine: {m.get('platform')}, {m.get('cpu_count')} CPU(s), torch {m.get('torch')}"
               + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".", ""]
-    for name, ds in (results.get("datasets") or {}).items():
+    suite = SUITES.get(str(results.get("suite")))
+    order = [p.name for p in suite.datasets] if suite else []
+    datasets = sorted((results.get("datasets") or {}).items(),  # the suite's order (the JSON sorts its keys)
+                      key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
+    for name, ds in datasets:
         models = ds.get("models") or {}
         order = [m for m in ds.get("model_order") or [] if m in models]
         models = {m: models[m] for m in order + [m for m in models if m not in order]}
