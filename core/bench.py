@@ -236,10 +236,11 @@ def train_model(suite: Suite, plan: DatasetPlan, model: str, data_dir: Path, run
 
     run_dir = runs / model
     status = run_status(run_dir)
+    cfg = load_config(base_config_path(suite, plan), run_overrides(suite, plan, model, data_dir, runs, user))
     if status in ("finished", "early-stopped"):
+        _check_loss_weights(run_dir, cfg, model)
         log(f"[{plan.name}] {model}: reusing the {status} run in {run_dir}")
         return {"status": status, "seconds": 0.0, "run_dir": str(run_dir), "reused": True}
-    cfg = load_config(base_config_path(suite, plan), run_overrides(suite, plan, model, data_dir, runs, user))
     resume = status == "partial"
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
         # a run that died before its first checkpoint: nothing to resume, start it again
@@ -258,6 +259,25 @@ def train_model(suite: Suite, plan: DatasetPlan, model: str, data_dir: Path, run
         f"best val_mse {result.best_val:.4g}" if result.best_val is not None else
         f"[{plan.name}] {model}: {result.status} in {seconds:.1f} s")
     return {"status": result.status, "seconds": round(seconds, 2), "run_dir": str(run_dir), "reused": False}
+
+
+def _check_loss_weights(run_dir: Path, cfg: Any, model: str) -> None:
+    """Refuse to reuse a finished run whose distillation loss weights (``model.json`` → ``training`` →
+    ``loss_weights``, resolved from the method's row of :data:`core.losses.METHOD_WEIGHTS` and the
+    overrides) differ from the ones this bench would train with, e.g. after a default changed.  Runs from
+    before the weights were recorded are not checked."""
+    from core import checkpoint as ckpt
+    from core.config import distill_config
+
+    saved = (ckpt.load_model_meta(run_dir).get("training") or {}).get("loss_weights")
+    if saved is None:
+        return
+    wanted = distill_config(cfg.distill).resolved_weights()
+    changed = [f"{k} {saved.get(k)} -> {wanted.get(k)}" for k in sorted(set(saved) | set(wanted))
+               if float(saved.get(k) or 0.0) != float(wanted.get(k) or 0.0)]
+    if changed:
+        raise UserError(f"{model} was trained with other loss weights ({', '.join(changed)}): remove the run to "
+                        f"retrain it, or use another --out", path=run_dir)
 
 
 class BenchStopped(Exception):

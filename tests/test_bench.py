@@ -109,6 +109,25 @@ def test_bench_rerun_reuses_finished_runs_and_retrains_only_what_is_missing(benc
             assert p.stat().st_mtime_ns == t
 
 
+def test_bench_refuses_a_finished_run_trained_with_other_loss_weights(bench_tiny, tmp_path, capsys, monkeypatch):
+    """A default of METHOD_WEIGHTS that changed after a run was trained: the run is not reused silently."""
+    import shutil
+
+    from core import losses
+
+    out, root, _ = bench_tiny
+    copy = tmp_path / "bench"
+    shutil.copytree(out, copy)
+    meta = json.loads((copy / "runs" / "weather" / "student-spectral" / "model.json").read_text())
+    assert meta["training"]["loss_weights"]["spectral"] == losses.METHOD_WEIGHTS["spectral"]["spectral"]
+    monkeypatch.setitem(losses.METHOD_WEIGHTS, "spectral", {**losses.METHOD_WEIGHTS["spectral"], "spectral": 0.5})
+    capsys.readouterr()
+    assert main(["bench", "--suite", "tiny", "--out", str(copy), "--data-root", str(root), "--datasets", "weather",
+                 "--only", "student-spectral"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "student-spectral" in err and "spectral 0.1 -> 0.5" in err and "remove the run" in err, err
+
+
 @pytest.mark.parametrize("argv, words", [
     (["bench", "--suite", "huge", "--out", "X"], "invalid choice"),
     (["bench", "--suite", "paper", "--out", "X"], "--data-root"),
