@@ -322,6 +322,21 @@ def agreement(a: np.ndarray, b: np.ndarray, fraction: float = TOP_FRACTION,
     return {"pearson": pearson, "iou": iou, "top_fraction": float(fraction), "cells": int(a.size)}
 
 
+#: Below this spatial variation (coefficient of variation) an attention map is reported as almost uniform.
+FLAT_MAP_CV = 0.01
+
+
+def map_contrast(m: np.ndarray) -> float:
+    """Spatial variation of a non-negative map: its coefficient of variation ``std(m) / mean(m)`` (0 for a
+    uniform map; NaN when the mean is not positive).  The overlays stretch the colour scale to each map's
+    own range, so a map whose values differ by 0.05 % looks as structured as one that differs by 50 %:
+    this number says which it is."""
+    a = np.asarray(m, dtype=np.float64).reshape(-1)
+    a = a[np.isfinite(a)]
+    mean = float(a.mean()) if a.size else 0.0
+    return float(a.std() / mean) if mean > 0 else float("nan")
+
+
 def upsample(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A latent-grid map ``(h, w)`` on the field grid ``shape``: block repeat when the sizes divide,
     bilinear interpolation otherwise."""
@@ -1935,7 +1950,7 @@ def static_map_png(view: FieldView, cols: int = 4, dpi: int = 110) -> bytes:
 __all__ = [
     "PROJECT_ROOT", "DEFAULT_RUN_ROOTS", "RUN_ROOTS_ENV", "TOP_FRACTION", "EmptyState", "DashboardUnavailable",
     "RunSet", "find_run_sets", "datasets_of", "results_for", "run_roots", "no_runs_state", "top_mask",
-    "agreement", "upsample", "phrase_span", "token_indices_for_span", "split_phrases", "relative_difference",
+    "agreement", "map_contrast", "FLAT_MAP_CV", "upsample", "phrase_span", "token_indices_for_span", "split_phrases", "relative_difference",
     "pretty_units", "FieldView", "AttentionView", "ScoreTable", "ForecastBundle", "Dashboard", "provenance_rows",
     "static_map_png", "configure_cartopy", "warm_cache", "preload", "take_preloaded", "METRIC_LABELS", "SUBSET_LABELS", "model_sort_key",
 ]

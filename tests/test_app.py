@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from core import dashboard as D
 from tests.conftest_app import tiny_app_env  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +59,18 @@ def _figures(at) -> list[dict]:
 
 def _titled(at) -> dict[str, dict]:
     return {f["layout"]["title"]["text"]: f for f in _figures(at)}
+
+
+def _z(trace) -> np.ndarray:
+    """A trace's ``z`` as an array (Plotly 6 writes numpy arrays as base64 ``{dtype, bdata, shape}``)."""
+    z = trace["z"]
+    if isinstance(z, dict) and "bdata" in z:
+        import base64
+
+        arr = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"]))
+        shape = z.get("shape")
+        return arr.reshape([int(v) for v in str(shape).split(",")] if isinstance(shape, str) else shape or -1)
+    return np.asarray(z, dtype=float)
 
 
 def _no_exception(at):
@@ -214,14 +228,20 @@ def test_semantics_phrase_changes_the_map(app_env):
     _no_exception(at)
     assert "Diagnostic narrator" in at.info[0].value or "diagnostic" in at.info[0].value.lower()
     assert any("diagnostic narrator" in str(t.value).lower() for t in at.table)
-    figs = _titled(at)
+    titled = _titled(at)
+    assert all(" · variation " in t and t.endswith(" %") for t in titled)  # each map states its contrast
+    figs = {t.split(" · variation ")[0]: f for t, f in titled.items()}
     assert len(figs) == 4  # whole narrative, phrase, two students
+    # the tiny teacher's whole-narrative map is almost flat: the page says so rather than let the stretched
+    # colour scale suggest structure
+    whole_cv = D.map_contrast(_z(figs["teacher-s2: whole narrative"]["data"][1]))
+    assert (whole_cv < D.FLAT_MAP_CV) == any("Almost uniform" in i.value and "teacher-s2" in i.value for i in at.info)
     phrase_title = next(t for t in figs if t.startswith("teacher-s2: “"))
     phrases = at.selectbox(key="sem_phrase").options
     at.selectbox(key="sem_phrase").set_value(phrases[-1])
     at.run()
     _no_exception(at)
-    figs2 = _titled(at)
+    figs2 = {t.split(" · variation ")[0]: f for t, f in _titled(at).items()}
     new_title = next(t for t in figs2 if t.startswith("teacher-s2: “"))
     assert new_title != phrase_title
     assert figs2[new_title]["data"][1]["z"] != figs[phrase_title]["data"][1]["z"]  # the phrase map moved

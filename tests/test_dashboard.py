@@ -504,3 +504,11 @@ def test_preload_reports_a_run_set_that_cannot_be_shown(tiny_app_env, tmp_path):
     D.preload([rs], cache_dir="off").join(timeout=120)
     with pytest.raises(D.DashboardUnavailable):
         D.take_preloaded(rs)
+
+
+def test_map_contrast_is_the_coefficient_of_variation():
+    assert D.map_contrast(np.full((4, 8), 0.25)) == 0.0
+    m = np.array([[1.0, 3.0], [1.0, 3.0]])  # mean 2, std 1
+    assert D.map_contrast(m) == pytest.approx(0.5)
+    assert np.isnan(D.map_contrast(np.zeros((2, 2))))
+    assert D.map_contrast(np.array([1.0, np.nan, 3.0])) == pytest.approx(0.5)  # NaN cells ignored

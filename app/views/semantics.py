@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, state
-from core.dashboard import provenance_rows
+from core.dashboard import FLAT_MAP_CV, map_contrast, provenance_rows
 
 st.title("Semantics")
 ctx = state.page_or_empty()
@@ -49,10 +49,18 @@ if att.phrase is not None:
     maps.append((f"{dash.teacher}: “{short}”", att.phrase))
 maps += [(f"{s}: absorbed map", m) for s, m in att.students.items()]
 cols = st.columns(2)
+flat = []
 for i, (title, m) in enumerate(maps):
+    cv = map_contrast(m)
+    if cv < FLAT_MAP_CV:
+        flat.append(title.split(":")[0] + (" (phrase)" if "“" in title else ""))
     with cols[i % 2]:
-        state.plot(figures.overlay(att.field, m, att.x, att.y, title=title, outlines=att.outlines, geo=att.geo),
+        state.plot(figures.overlay(att.field, m, att.x, att.y, title=f"{title} · variation {100 * cv:.2g} %",
+                                   outlines=att.outlines, geo=att.geo),
                    key=f"sem_map_{i}")
+if flat:
+    st.info(f"Almost uniform (spatial variation below {100 * FLAT_MAP_CV:.0f} %): {', '.join(flat)}. Each map's "
+            "colour scale is stretched to its own range, so read the structure of these maps as very weak.")
 if att.phrase_tokens:
     st.caption("Phrase tokens (MiniLM word pieces): " + " ".join(f"`{t}`" for t in att.phrase_tokens))
 st.caption(f"Maps over the truth of {ctx.channel} at {dash.lead_label(ctx.lead)} (greys); red contour: the top "
