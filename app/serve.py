@@ -24,8 +24,7 @@ def warm_figures(dash) -> None:
     """Build (and drop) the default Forecasts figures of ``dash``: imports and warms Plotly's validators."""
     from app import figures
 
-    index = int(dash.init_indices[0])
-    view = dash.field_view(index, dash.default_lead(), dash.channels[0], dash.regions()[0], dash.default_models())
+    view = dash.warm_default_view()  # memoised: the preload computed it just before
     for panels, diverging in ((view.panels, False), (view.differences, True)):
         if panels:
             figures.field_panels(panels, view.x, view.y, outlines=view.outlines, units=view.units, geo=view.geo,

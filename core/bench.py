@@ -280,6 +280,25 @@ def _check_loss_weights(run_dir: Path, cfg: Any, model: str) -> None:
                         f"retrain it, or use another --out", path=run_dir)
 
 
+def shared_data_loader(name: str, log: Callable[[str], None] = _log) -> Callable[[Any], Any]:
+    """``data(cfg)`` for :func:`train_model`: the :class:`core.train.data.DataBundle` of ``cfg.data``, built
+    on the first call and returned again to every later one (all models of a dataset train on the same
+    windows, normaliser and narrative embeddings)."""
+    bundle: dict[str, Any] = {}
+
+    def data(cfg):
+        if "data" not in bundle:
+            from core.train.data import build_data
+
+            t0 = time.perf_counter()
+            bundle["data"] = b = build_data(cfg.data)
+            log(f"[{name}] training data: {len(b.train)} train / {len(b.val)} val windows "
+                f"({time.perf_counter() - t0:.1f} s)")
+        return bundle["data"]
+
+    return data
+
+
 class BenchStopped(Exception):
     """A training run of the suite was stopped by a signal (its state is saved); ``code`` is the exit status."""
 
@@ -549,23 +568,11 @@ def run_bench(suite_name: str, out: str | os.PathLike, *, data_root: str | os.Pa
                 need.insert(0, DISTILL_TEACHER)
             order = [m for m in model_names(plan) if m in need]
             train_info: dict[str, dict[str, Any]] = {}
-            bundle: dict[str, Any] = {}
-
-            def shared_data(cfg, bundle=bundle, name=plan.name):
-                if "data" not in bundle:
-                    from core.train.data import build_data
-
-                    t0 = time.perf_counter()
-                    bundle["data"] = build_data(cfg.data)
-                    b = bundle["data"]
-                    log(f"[{name}] training data: {len(b.train)} train / {len(b.val)} val windows "
-                        f"({time.perf_counter() - t0:.1f} s)")
-                return bundle["data"]
-
+            shared_data = shared_data_loader(plan.name, log)
             for i, model in enumerate(order, 1):
                 log(f"[{plan.name}] ({i}/{len(order)}) {model}")
                 train_info[model] = train_model(suite, plan, model, data_dir, runs, overrides, log, shared_data)
-            bundle.clear()
+            del shared_data  # the training windows are not needed for scoring
             data = _test_data(data_dir, runs, trained, plan, log)
             entries = dict((results["datasets"].get(plan.name) or {}).get("models") or {})
             for model in wanted:
@@ -577,12 +584,12 @@ def run_bench(suite_name: str, out: str | os.PathLike, *, data_root: str | os.Pa
                     entries[model] = _entry(model, res, train_info.get(model))
             ordered = {m: entries[m] for m in model_names(plan) if m in entries}
             results["datasets"][plan.name] = {
-                # each dataset keeps its own provenance: a later ``--datasets`` run merges into this file
-                "created": ds_created, "command": command, "code_version": __version__,
-                "machine": results["machine"],
-                # every command that wrote scores into this entry, oldest first, with the models it scored
+                # each dataset keeps its own provenance, as a later ``--datasets``/``--only`` run merges into
+                # this file: every command that wrote scores into this entry, oldest first, with the models it
+                # scored, and the code and machine of the latest
                 "history": list((results["datasets"].get(plan.name) or {}).get("history") or []) + [
                     {"created": ds_created, "command": command, "models": list(wanted)}],
+                "code_version": __version__, "machine": results["machine"],
                 "data": {**data.describe(), "preset": suite.preset, "seed": suite.seed,
                          "n_windows": _scored_counts(suite, data)},
                 "budget": dict(plan.budget), "overrides": list(overrides),
@@ -675,9 +682,9 @@ def write_markdown(results: Mapping[str, Any]) -> str:
     lines += [f"Machine: {m.get('platform')}, {m.get('cpu_count')} CPU(s), torch {m.get('torch')}"
               + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".", ""]
     suite = SUITES.get(str(results.get("suite")))
-    order = [p.name for p in suite.datasets] if suite else []
+    ds_order = [p.name for p in suite.datasets] if suite else []
     datasets = sorted((results.get("datasets") or {}).items(),  # the suite's order (the JSON sorts its keys)
-                      key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
+                      key=lambda kv: (ds_order.index(kv[0]) if kv[0] in ds_order else len(ds_order), kv[0]))
     for name, ds in datasets:
         models = ds.get("models") or {}
         order = [m for m in ds.get("model_order") or [] if m in models]
@@ -685,12 +692,11 @@ def write_markdown(results: Mapping[str, Any]) -> str:
         info = ds.get("data") or {}
         grid = info.get("grid", "latlon")
         lines += [f"## {name}", ""]
-        for h in ds.get("history") or ([{"created": ds["created"], "command": ds.get("command")}]
-                                       if ds.get("created") else []):
+        for h in ds.get("history") or []:
             models_ = h.get("models")
             lines += [f"- {h['created']}: " + (f"`{h['command']}`" if h.get("command") else "(command not recorded)")
                       + (f" scored {', '.join(models_)}" if models_ else "")]
-        if ds.get("created"):
+        if ds.get("history"):
             dm = ds.get("machine") or {}
             lines += ["", f"Latest run with s2kd {ds.get('code_version')}"
                       + (f" on {dm.get('cpu_count')} CPU(s), torch {dm.get('torch')}" if dm else "") + ".", ""]

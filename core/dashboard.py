@@ -808,13 +808,14 @@ class Dashboard:
         """The lead the sidebar starts at (1-based)."""
         return min(3, self.t_out)
 
-    def warm_default_view(self) -> None:
-        """Compute what the first Forecasts page of this run set needs (sidebar defaults: first region,
-        channel and init time, :meth:`default_lead`, :meth:`default_models`) so that it is memoised: the
+    def warm_default_view(self) -> "FieldView":
+        """The first Forecasts view of this run set (sidebar defaults: first region, channel and init time,
+        :meth:`default_lead`, :meth:`default_models`), computed so that what it needs is memoised: the
         forecast bundle (from the disk cache when it is there), the baselines, the region's indices and
         outlines.  Used by :func:`preload` in the server process."""
         index = int(self.init_indices[0])
-        self.field_view(index, self.default_lead(), self.channels[0], self.regions()[0], self.default_models())
+        return self.field_view(index, self.default_lead(), self.channels[0], self.regions()[0],
+                               self.default_models())
 
     def init_times(self) -> list[str]:
         """Labels of the offered init times (the time of the last input frame), in order."""

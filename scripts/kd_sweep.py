@@ -44,7 +44,7 @@ def _slug(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.bench import SUITES, DISTILL_TEACHER, prepare_data, train_model
+    from core.bench import SUITES, DISTILL_TEACHER, prepare_data, shared_data_loader, train_model
     from core.checkpoint import read_metrics
     from core.io import atomic_write_json
 
@@ -68,14 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data_dir = prepare_data(suite, plan, None, print)
     chosen = [v for v in VARIANTS if not args.only or v in args.only.split(";")]
-    bundle: dict = {}
-
-    def shared(cfg):
-        if "data" not in bundle:
-            from core.train.data import build_data
-
-            bundle["data"] = build_data(cfg.data)
-        return bundle["data"]
+    shared = shared_data_loader(plan.name, print)
 
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     previous = {}
@@ -94,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             link.symlink_to((teacher_runs / DISTILL_TEACHER).resolve(), target_is_directory=True)
         info = train_model(suite, plan, model, data_dir, runs, extra, print, shared)
         vals = [r["val_mse"] for r in read_metrics(runs / model) if r.get("val_mse") is not None]
+        seconds = (previous.get((name, seed)) or {}).get("seconds") if info["reused"] else info["seconds"]
         previous[(name, seed)] = {"variant": name, "seed": seed, "model": model, "overrides": extra,
-                                  "best_val_mse": min(vals), "final_val_mse": vals[-1], "seconds": info["seconds"]}
+                                  "best_val_mse": min(vals), "final_val_mse": vals[-1], "seconds": seconds}
     rows = sorted(previous.values(), key=lambda r: (list(VARIANTS).index(r["variant"]) if r["variant"] in VARIANTS
                                                    else len(VARIANTS), r.get("seed", 0)))
     atomic_write_json(out / "sweep.json", {"dataset": plan.name, "budget": dict(plan.budget), "rows": rows})

@@ -41,19 +41,19 @@ phrase = None if phrase == "(none)" else phrase
 att = dash.attention_view(ctx.index, ctx.channel, ctx.region, ctx.lead, phrase)
 if att.note:
     st.warning(att.note)
-maps = []
+maps = []  # (title, short label for the almost-uniform note, map)
 if att.teacher is not None:
-    maps.append((f"{dash.teacher}: whole narrative", att.teacher))
+    maps.append((f"{dash.teacher}: whole narrative", dash.teacher, att.teacher))
 if att.phrase is not None:
     short = att.phrase_text if len(att.phrase_text) <= 40 else att.phrase_text[:38].rstrip(" ,") + "…"
-    maps.append((f"{dash.teacher}: “{short}”", att.phrase))
-maps += [(f"{s}: absorbed map", m) for s, m in att.students.items()]
+    maps.append((f"{dash.teacher}: “{short}”", f"{dash.teacher} (phrase)", att.phrase))
+maps += [(f"{s}: absorbed map", s, m) for s, m in att.students.items()]
 cols = st.columns(2)
 flat = []
-for i, (title, m) in enumerate(maps):
+for i, (title, label, m) in enumerate(maps):
     cv = map_contrast(m)
     if cv < FLAT_MAP_CV:
-        flat.append(title.split(":")[0] + (" (phrase)" if "“" in title else ""))
+        flat.append(label)
     with cols[i % 2]:
         state.plot(figures.overlay(att.field, m, att.x, att.y, title=f"{title} · variation {100 * cv:.2g} %",
                                    outlines=att.outlines, geo=att.geo),
