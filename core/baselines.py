@@ -267,7 +267,7 @@ def load_baseline(run_dir: str | os.PathLike, meta: Mapping[str, Any] | None = N
         kwargs = {"cadence": cfg["cadence"]} if name == "historical-average" else {}
         model = BASELINES[name](cfg["t_in"], cfg["t_out"], cfg["channels"], meta.get("data"), **kwargs)
         if isinstance(model, _GroupMean):
-            tensors = {k: v.numpy() for k, v in ckpt.load_model_weights(run_dir, meta).items()}
+            tensors = ckpt.load_model_weights(run_dir, meta, framework="np")  # numpy: no torch needed
             model._load_tensors(tensors)
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"malformed baseline ({exc})", path=run_dir / ckpt.MODEL_JSON) from None

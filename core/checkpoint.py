@@ -62,14 +62,15 @@ def _save_tensors(path: Path, tensors: Mapping[str, Any], metadata: Mapping[str,
         save_file(clean, str(tmp), metadata=dict(metadata or {}))
 
 
-def _load_tensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+def _load_tensors(path: Path, framework: str = "pt") -> tuple[dict[str, Any], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file; ``framework="np"`` gives numpy arrays (no torch import)."""
     from safetensors import safe_open
 
     if not path.is_file():
         raise DataError("file not found", path=path)
     try:
         tensors = {}
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
+        with safe_open(str(path), framework=framework, device="cpu") as fh:
             metadata = dict(fh.metadata() or {})
             for key in fh.keys():
                 tensors[key] = fh.get_tensor(key)
@@ -161,10 +162,12 @@ def load_model_meta(run_dir: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load_model_weights(run_dir: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Read ``model.safetensors`` (checked against the hash recorded in ``model.json``)."""
+def load_model_weights(run_dir: str | os.PathLike, meta: Mapping[str, Any] | None = None,
+                       framework: str = "pt") -> dict[str, Any]:
+    """Read ``model.safetensors`` (checked against the hash recorded in ``model.json``): torch tensors, or
+    numpy arrays with ``framework="np"``."""
     path = Path(run_dir) / MODEL_WEIGHTS
-    tensors, _ = _load_tensors(path)
+    tensors, _ = _load_tensors(path, framework)
     expected = (meta or {}).get("weights_sha256")
     if expected and file_sha256(path) != expected:
         raise DataError("weights do not match model.json (the run was interrupted while saving, or the file "

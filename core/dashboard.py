@@ -981,7 +981,9 @@ class Dashboard:
         ctx = self._memoize(("context",), lambda: dataset_context(self.data_root, self.data.splits[self.data.split],
                                                                   self.data.splits.get("train")))
         window = window_input(self.data.dataset, index, ctx[0], ctx[1], self.data.source)
-        narrative, _ = narrate_cached(narrator, window, None)
+        # stored in the dashboard's disk cache (keyed by the visible window, context and narrator code): a
+        # restarted app finds the default view's narrative, and with it the forecast key, without computing it
+        narrative, _ = narrate_cached(narrator, window, self._disk)
         if note:
             narrative = _with_note(narrative, note)
         return narrative
@@ -1021,12 +1023,12 @@ class Dashboard:
 
         from core import __version__
 
-        item = self.data.dataset[index]
+        x, y = self.data.dataset.window_arrays(index)
         weights = sorted((n, str(m.get("weights_sha256") or dict(self.run_set.runs)[n])) for n, m in self.metas.items())
         # the narrative's text is part of the key: a changed narrator never serves a stale teacher forecast
         text = self.narrative(index).text if self.teacher is not None else None
         return content_key(FORECAST_CACHE_VERSION, __version__, weights, sorted(self.baselines),
-                           self._narrator_settings(), text, item["x"].numpy(), item["y"].numpy(), self.data.source)
+                           self._narrator_settings(), text, x, y, self.data.source)
 
     def _cached_forecast(self, index: int) -> ForecastBundle:
         key = None
@@ -1051,9 +1053,7 @@ class Dashboard:
         import torch
 
         ds = self.data.dataset
-        item = ds[index]
-        x = item["x"].numpy().astype(np.float32)
-        y = item["y"].numpy().astype(np.float32)
+        x, y = ds.window_arrays(index)
         t_in, t_out = ds.window_times(index)
         bundle = ForecastBundle(index=index, x=x, truth=y, preds={}, input_times=[_iso_minutes(t) for t in t_in],
                                 target_times=[_iso_minutes(t) for t in t_out])
@@ -1514,7 +1514,7 @@ class Dashboard:
 
 
 WARM_NAMESPACE = "dashboard-warm"
-WARM_VERSION = "dashboard-warm-v1"
+WARM_VERSION = "dashboard-warm-v2"  # v2: narratives are cached too
 
 
 def _resolve_data_root(root: str, run_set_path: str) -> Path | None:
@@ -1608,17 +1608,39 @@ PRELOAD_MAX_SETS = 4
 _PRELOAD_LOCK = threading.Lock()
 _PRELOADS: dict[str, tuple[str, Any]] = {}   # run-set key -> (signature, concurrent.futures.Future)
 _PRELOAD_QUEUE: list[tuple[RunSet, Any]] = []  # not started yet, in order
-_PRELOAD_LAST_TAKE = [0.0]  # time.monotonic() of the last take_preloaded
-#: After a page took its Dashboard the preload thread waits this long before building the next one, so
-#: that it does not slow down the drawing of that page (one interpreter lock, two cores).
-PRELOAD_YIELD_S = 4.0
-#: What every Dashboard imports to open its test data (the bulk of a first load: torch for the windows,
-#: xarray/dask/pandas for the readers).  Imported first, before any run set, so that a page asking for
-#: a run set while they load gets its own run set built next.
-PRELOAD_MODULES = ("numpy", "pandas", "xarray", "dask.array", "torch", "h5py", "netCDF4", "core.cache",
+_PRELOAD_ACTIVITY = [0.0]  # time.monotonic() of the app's last script run (note_activity)
+_PRELOAD_WAITERS = [0]     # pages waiting in take_preloaded
+#: The preload thread starts its next step only after the app has been idle this long (no script run),
+#: unless a page is waiting for it: one interpreter lock and two cores, so background work would slow the
+#: page the user is looking at, which the browser is still drawing seconds after the script run ended.
+PRELOAD_YIELD_S = 6.0
+#: What the dashboards import to open their test data and show a warmed view: imported first, before any
+#: run set.  Nothing here imports torch (the data path, the disk cache and the narratives do not).
+PRELOAD_MODULES = ("numpy", "pandas", "xarray", "dask.array", "h5py", "netCDF4", "core.cache",
                    "core.checkpoint", "core.evaluate", "core.data", "core.data.windows", "core.data.splits",
-                   "core.data.nonstationary", "core.data.regions", "core.train.data", "core.narratives",
+                   "core.data.nonstationary", "core.data.regions", "core.baselines", "core.narratives",
                    "core.narratives.commands", "core.geo", "core.spectral")
+#: What a page needs once it runs a model (an init time not in the disk cache, the teacher's attention for
+#: a picked phrase, the latent bands): imported last, when every run set is built and the app is idle.
+PRELOAD_LATE_MODULES = ("torch", "core.forecaster", "models", "core.semantics")
+
+
+def note_activity() -> None:
+    """Called by the app at every script run: the preload thread waits :data:`PRELOAD_YIELD_S` after it."""
+    import time
+
+    _PRELOAD_ACTIVITY[0] = time.monotonic()
+
+
+def _wait_until_idle() -> None:
+    """Sleep until the app has been idle :data:`PRELOAD_YIELD_S` or a page waits for a preload."""
+    import time
+
+    while not _PRELOAD_WAITERS[0]:
+        wait = _PRELOAD_ACTIVITY[0] + PRELOAD_YIELD_S - time.monotonic()
+        if wait <= 0:
+            return
+        time.sleep(min(wait, 0.05))
 
 
 def preload(run_sets: Sequence[RunSet] | None = None, cache_dir: str | os.PathLike | None = None,
@@ -1626,15 +1648,17 @@ def preload(run_sets: Sequence[RunSet] | None = None, cache_dir: str | os.PathLi
             log: Callable[[str], None] | None = None) -> threading.Thread | None:
     """Build the :class:`Dashboard` of the first ``max_sets`` run sets (default: :func:`find_run_sets`, in
     the app's order) one after the other in a background thread, each with its default Forecasts view
-    computed (:meth:`Dashboard.warm_default_view`, served from the disk cache that ``make app`` warmed).
+    computed (:meth:`Dashboard.warm_default_view`, served from the disk cache that ``make app`` warmed, so
+    no model and no torch is needed), then import :data:`PRELOAD_LATE_MODULES`.
 
     The app takes them with :func:`take_preloaded` instead of building them itself: a page opened while
     the server is still starting waits for what is left of that work (the libraries of
     :data:`PRELOAD_MODULES` first, then its own run set, which moves to the front of the queue), one opened
-    later finds it done; after a page took its run set the thread pauses :data:`PRELOAD_YIELD_S`.  Everything is built in this one thread, so the page's
-    thread never imports the heavy libraries at the same time.  ``on_ready(dashboard)`` runs in the thread
-    after each one (the app warms its figure code there); ``log`` gets one line per run set.  Returns the
-    thread (None when there is nothing to build)."""
+    later finds it done.  Between steps the thread waits until the app has been idle for
+    :data:`PRELOAD_YIELD_S` (:func:`note_activity`) unless a page waits for it.  Everything is built in this
+    one thread, so the page's thread never imports the heavy libraries at the same time.
+    ``on_ready(dashboard)`` runs in the thread after each one (the app warms its figure code there); ``log``
+    gets one line per run set.  Returns the thread (None when there is nothing to build)."""
     import time
     from concurrent.futures import Future
 
@@ -1652,22 +1676,22 @@ def preload(run_sets: Sequence[RunSet] | None = None, cache_dir: str | os.PathLi
     if not added:
         return None
 
-    def work() -> None:
+    def import_all(names: Sequence[str]) -> None:
         import importlib
 
-        for name in PRELOAD_MODULES:
+        for name in names:
             try:
                 importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - an optional reader library: imported when needed, if ever
+            except Exception:  # noqa: BLE001 - an optional library: imported when needed, if ever
                 pass
+
+    def work() -> None:
+        import_all(PRELOAD_MODULES)
         while True:
-            wait = _PRELOAD_LAST_TAKE[0] + PRELOAD_YIELD_S - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-                continue
+            _wait_until_idle()
             with _PRELOAD_LOCK:
                 if not _PRELOAD_QUEUE:
-                    return
+                    break
                 rs, fut = _PRELOAD_QUEUE.pop(0)
             if not fut.set_running_or_notify_cancel():
                 continue
@@ -1687,6 +1711,10 @@ def preload(run_sets: Sequence[RunSet] | None = None, cache_dir: str | os.PathLi
             fut.set_result(d)
             say(f"dashboard: {rs.key} loaded in {time.perf_counter() - t0:.1f} s"
                 f"{'' if d._models is None else ' (models loaded: the forecast was not in the disk cache)'}")
+        _wait_until_idle()
+        t0 = time.perf_counter()
+        import_all(PRELOAD_LATE_MODULES)
+        say(f"dashboard: model libraries imported in {time.perf_counter() - t0:.1f} s")
 
     thread = threading.Thread(target=work, name="s2kd-preload", daemon=True)
     thread.start()
@@ -1710,12 +1738,14 @@ def take_preloaded(run_set: RunSet) -> "Dashboard | None":
     if signature != run_set.signature:
         fut.cancel()  # not wanted any more (a running build finishes and is dropped)
         return None
+    with _PRELOAD_LOCK:
+        _PRELOAD_WAITERS[0] += 1
     try:
         return fut.result()
     finally:
-        import time
-
-        _PRELOAD_LAST_TAKE[0] = time.monotonic()
+        with _PRELOAD_LOCK:
+            _PRELOAD_WAITERS[0] -= 1
+        note_activity()
 
 
 # ================================================================================================

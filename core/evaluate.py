@@ -62,6 +62,9 @@ SUBSETS = ("test", "test_nonstationary", "test_normal")
 # data
 
 
+_UNSET = object()
+
+
 @dataclass
 class TestData:
     """The windows of one split of a dataset folder, in physical units, with what the metrics need.
@@ -80,9 +83,17 @@ class TestData:
     nonstationary: np.ndarray
     grid: str
     lat: np.ndarray | None
-    data_range: tuple[float, float] | None
     manifest: dict[str, Any] = field(default_factory=dict)
     _climatology: Any = None
+    _data_range: Any = field(default=_UNSET, repr=False)
+
+    @property
+    def data_range(self) -> tuple[float, float] | None:
+        """``(lo, hi)`` of the training split on city grids, else None; read on first use (a pass over the
+        training split that only the frame metrics need, not the dashboard's first page)."""
+        if self._data_range is _UNSET:
+            self._data_range = _train_range(self.splits, self.grid)
+        return self._data_range
 
     @property
     def channels(self) -> list[str]:
@@ -111,10 +122,8 @@ class TestData:
 
     def frames(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` of the windows ``indices``: ``(n, T_in, C, H, W)``, ``(n, T_out, C, H, W)`` float32."""
-        items = [self.dataset[int(i)] for i in indices]
-        x = np.stack([it["x"].numpy() for it in items])
-        y = np.stack([it["y"].numpy() for it in items])
-        return x, y
+        pairs = [self.dataset.window_arrays(int(i)) for i in indices]
+        return np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs])
 
     def target_times(self, indices: Sequence[int]) -> np.ndarray:
         """``(n, T_out)`` datetime64[ns] target times of the windows ``indices``."""
@@ -181,13 +190,23 @@ def load_test_data(root: str | os.PathLike, *, source: str | None = None, channe
     ns = np.asarray(nonstationary_mask(ds, events=root), dtype=bool)
     grid = str(fields.attrs.get("grid") or ("latlon" if "lat" in fields.dims else "city"))
     lat = np.asarray(fields["lat"].values, dtype=np.float64) if grid == "latlon" and "lat" in fields.dims else None
-    data_range = None
-    if grid != "latlon" and "train" in splits:
-        train = splits["train"]
-        lo, hi = float(train.min().values), float(train.max().values)
-        data_range = (lo, hi) if hi > lo else None
     return TestData(root=root, source=str(source), split=split, dataset=ds, splits=splits, nonstationary=ns,
-                    grid=grid, lat=lat, data_range=data_range, manifest=manifest)
+                    grid=grid, lat=lat, manifest=manifest)
+
+
+def _train_range(splits: Mapping[str, Any], grid: str) -> tuple[float, float] | None:
+    """``(lo, hi)`` of the training split on city grids, in one pass (None on lat-lon grids, without a
+    training split, or for a constant field)."""
+    if grid == "latlon" or "train" not in splits:
+        return None
+    train = splits["train"]
+    lo, hi = train.min(), train.max()
+    if hasattr(lo.data, "dask"):
+        import dask
+
+        lo, hi = dask.compute(lo.data, hi.data)
+    lo, hi = float(np.asarray(lo)), float(np.asarray(hi))
+    return (lo, hi) if hi > lo else None
 
 
 def test_data_for_run(fc, root: str | os.PathLike | None = None, split: str = "test") -> TestData:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -336,6 +337,46 @@ def test_warm_cache_fills_the_disk_cache(tiny_app_env, tmp_path):  # noqa: F811
     d = D.Dashboard(rs, cache_dir=tmp_path)
     d.forecast(d.init_index(None))
     assert d._models is None
+
+
+def test_a_warm_default_view_needs_no_torch(tiny_app_env, tmp_path):  # noqa: F811
+    """After ``make app``'s warm-up, a new server process shows every run set's default Forecasts view (data,
+    narrative, forecasts, baselines) without importing torch: its first page does not wait for it."""
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    assert len(D.warm_cache([tiny_app_env["runs"]], inits=1, cache_dir=cache)) == 2
+    code = ("import sys\n"
+            "from core import dashboard as D\n"
+            f"for rs in D.find_run_sets([{str(tiny_app_env['runs'])!r}]):\n"
+            f"    d = D.Dashboard(rs, cache_dir={str(cache)!r})\n"
+            "    v = d.warm_default_view()\n"
+            "    assert d._models is None and len(v.panels) >= 4, rs.key\n"
+            "    assert d.teacher is None or d.narrative(d.init_index(None)).text\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_preload_waits_while_the_app_is_busy_unless_a_page_waits(monkeypatch):
+    import time
+
+    monkeypatch.setattr(D, "PRELOAD_YIELD_S", 0.4)
+    D.note_activity()
+    t0 = time.monotonic()
+    D._wait_until_idle()
+    assert time.monotonic() - t0 >= 0.35  # idle only 0.4 s after the last script run
+    D.note_activity()
+    D._PRELOAD_WAITERS[0] += 1  # a page is waiting in take_preloaded: no pause
+    try:
+        t0 = time.monotonic()
+        D._wait_until_idle()
+        assert time.monotonic() - t0 < 0.2
+    finally:
+        D._PRELOAD_WAITERS[0] -= 1
 
 
 def test_city_grid_districts_and_psd(city):

@@ -179,6 +179,19 @@ def test_nonstationary_and_normal_partition_the_windows(taxibj_run, data_root):
     assert res["spectra"]["kind"] == "radially averaged PSD"
 
 
+def test_data_range_is_read_on_first_use(data_root):
+    """The training split's (min, max) on city grids scales the frame metrics; it is read on first use,
+    not when the test data opens (the dashboard's first page does not need it)."""
+    from core.evaluate import _UNSET, load_test_data
+
+    city = load_test_data(data_root / "taxibj")
+    assert city._data_range is _UNSET  # not read yet
+    train = np.asarray(city.splits["train"].values, dtype=np.float64)
+    assert city.data_range == (float(train.min()), float(train.max()))
+    assert city.data_range is city.data_range  # computed once
+    assert load_test_data(data_root / "weather").data_range is None  # lat-lon grids: not used
+
+
 def test_region_restricts_the_grid(weather_run, data_root):
     from core.evaluate import evaluate_run
 

@@ -157,6 +157,40 @@ def test_lazy_dask_items_equal_loaded_items():
         assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"]) and a["t0"] == b["t0"]
 
 
+def test_window_arrays_are_the_items_without_torch():
+    f = make_fields(range(8))
+    norm = Normalizer.fit(f.isel(time=slice(0, 4)))
+    ds = WindowDataset(f, 2, 3, normalizer=norm)
+    for i in range(len(ds)):
+        x, y = ds.window_arrays(i)
+        assert x.dtype == y.dtype == np.float32 and x.flags.c_contiguous
+        np.testing.assert_array_equal(x, ds[i]["x"].numpy())
+        np.testing.assert_array_equal(y, ds[i]["y"].numpy())
+    x[:] = 0  # a fresh copy: the dataset is unchanged
+    assert not np.array_equal(ds.window_arrays(len(ds) - 1)[0], x)
+    with pytest.raises(IndexError):
+        ds.window_arrays(len(ds))
+
+
+def test_reading_windows_does_not_import_torch():
+    """The dashboard's first page reads windows before torch is imported (a 3 s import on 2 cores)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, xarray as xr\n"
+            "from core.data.windows import WindowDataset\n"
+            "t = np.datetime64('2020-01-01T00') + np.arange(6) * np.timedelta64(1, 'h')\n"
+            "f = xr.DataArray(np.zeros((6, 1, 2, 3), np.float32), dims=('time', 'channel', 'lat', 'lon'),\n"
+            "                 coords={'time': t, 'channel': ['z500'], 'lat': [0.0, 1.0], 'lon': [0.0, 1.0, 2.0]})\n"
+            "ds = WindowDataset(f, 2, 2)\n"
+            "x, y = ds.window_arrays(0)\n"
+            "assert x.shape == (2, 1, 2, 3), x.shape\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def test_city_grid_and_dataloader_collation():
     f = make_fields(range(6), grid="city", cadence="PT30M")
     f = f.assign_coords(time=T0 + np.arange(6) * np.timedelta64(30, "m"))

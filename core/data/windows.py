@@ -1,4 +1,6 @@
-"""Forecast windows cut from canonical fields: a torch ``Dataset`` of ``(X, Y)`` pairs.
+"""Forecast windows cut from canonical fields: a map-style dataset of ``(X, Y)`` pairs for
+``torch.utils.data.DataLoader`` (which needs only ``__len__`` and ``__getitem__``).  torch itself is imported
+on the first item, so that reading data (the dashboard's first page) does not wait for it.
 
 Time axis.  The ``time`` axis is expected to be regular at the cadence ``Δ`` (the ``cadence``
 attribute, an ISO 8601 duration such as ``"PT1H"``; if absent, the most common positive difference
@@ -28,8 +30,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from core.data.base import format_cadence, iso, parse_cadence  # noqa: F401  (re-exported)
 from core.errors import DataError
@@ -88,7 +88,7 @@ def _slot_grid(times_ns: np.ndarray, cadence_ns: int) -> tuple[np.ndarray, np.nd
     return slot_row, usable, origin
 
 
-class WindowDataset(Dataset):
+class WindowDataset:
     """Input/target windows over a canonical field array (see the module docstring for the rule).
 
     Args:
@@ -226,7 +226,17 @@ class WindowDataset(Dataset):
         return int(self.starts.size)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        """Window ``i``: ``{"x": (T_in, C, H, W), "y": (T_out, C, H, W), "index": i, "t0": ISO}``."""
+        """Window ``i``: ``{"x": (T_in, C, H, W), "y": (T_out, C, H, W), "index": i, "t0": ISO}`` (tensors)."""
+        import torch
+
+        i = self._check_index(i)
+        x, y = self.window_arrays(i)
+        return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "index": i,
+                "t0": iso(self.times[self.target_rows[i, 0]])}
+
+    def window_arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(x (T_in, C, H, W), y (T_out, C, H, W))`` of window ``i`` as fresh float32 numpy arrays (normalised
+        when the dataset has a normalizer): ``dataset[i]`` without torch."""
         i = self._check_index(i)
         if self.loaded:
             x = self._data[self._in_idx[i]]
@@ -234,12 +244,7 @@ class WindowDataset(Dataset):
         else:
             x = self._frames(self.input_rows[i])
             y = self._frames(self.target_rows[i])
-        return {
-            "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),  # fresh copies
-            "y": torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)),
-            "index": i,
-            "t0": iso(self.times[self.target_rows[i, 0]]),
-        }
+        return np.array(x, dtype=np.float32, order="C"), np.array(y, dtype=np.float32, order="C")  # copies
 
     def window_times(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """``(input_times (T_in,), target_times (T_out,))`` of window ``i`` as datetime64[ns]."""

@@ -89,8 +89,7 @@ def window_input(ds, i: int, events: Sequence[Mapping] = (), climatology: Callab
 
     from core.narratives import NarrationInput
 
-    item = ds[i]
-    x, y = item["x"].numpy(), item["y"].numpy()
+    x, y = ds.window_arrays(i)
     if ds.normalizer is not None:
         x, y = np.asarray(ds.normalizer.invert(x)), np.asarray(ds.normalizer.invert(y))
     t_in, t_out = ds.window_times(i)
