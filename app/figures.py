@@ -11,7 +11,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 #: One colour per model, stable across pages.
 MODEL_COLORS = {
@@ -47,17 +46,22 @@ def field_panels(panels: Sequence[tuple[str, np.ndarray]], x: np.ndarray, y: np.
                  diverging: bool = False, zrange: tuple[float, float] | None = None,
                  max_cols: int = 4, height_per_row: int = 260, geo: bool = True,
                  colorscale: str | None = None) -> go.Figure:
-    """Heatmap panels on one shared colour scale.
+    """Heatmap panels on one shared colour scale, tiled in a grid of ``max_cols`` columns on one pair of axes.
 
     ``panels``: (title, field (len(y), len(x))); ``x``/``y``: display longitude and latitude (or pixel
     columns/rows); ``outlines``: NaN-separated line (x, y) drawn on every panel; ``diverging``: a
     symmetric red-blue scale around 0 (difference maps); ``zrange``: fixed colour limits.
+
+    Layout: panel ``i`` sits in row ``r = i // cols``, column ``c = i % cols``, shifted by
+    ``c·(W + gap_x)`` along x and ``r·(H + gap_y)`` down the page (``W``, ``H`` the box's extent), so the
+    top-left panel keeps its own coordinates.  One subplot instead of one per panel: the browser draws
+    (and, on every lead change, redraws) a grid of 8 maps about twice as fast.  Each heatmap carries its
+    cells' true (x, y) as ``customdata`` for the hover; the axes label the first column (x) and every row
+    (y) with longitudes/latitudes (pixels on city grids); panel titles are annotations.
     """
     n = len(panels)
     cols = _grid_cols(n, max_cols)
     rows = int(np.ceil(n / cols)) if n else 1
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels],
-                        horizontal_spacing=0.03, vertical_spacing=0.09 if rows > 1 else 0.05)
     finite = [np.asarray(f)[np.isfinite(f)] for _, f in panels]
     finite = [f for f in finite if f.size]
     if zrange is None and finite:
@@ -68,42 +72,83 @@ def field_panels(panels: Sequence[tuple[str, np.ndarray]], x: np.ndarray, y: np.
         else:
             zrange = (float(np.nanmin(allv)), float(np.nanmax(allv)))
     scale = colorscale or ("RdBu_r" if diverging else "Viridis")
-    hover_x, hover_y = ("lon", "lat") if geo else ("x", "y")
-    # The figure is assembled as plain dicts on the grid make_subplots laid out and validated once by
-    # go.Figure: Plotly's per-call property machinery (add_trace(row=, col=), update_xaxes(row=, col=))
-    # cost ~0.3 s per figure of 8 panels, a noticeable part of a lead change.
-    layout = fig.layout.to_plotly_json()
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    dx, dy = _step(x), abs(_step(y))
+    width, height = float(np.ptp(x)) + dx, float(np.ptp(y)) + dy
+    gap_x, gap_y = 0.04 * max(width, height), 0.12 * max(width, height)  # room for the titles between rows
+    down = -1.0 if geo else 1.0  # the direction of the next row in data units (latitude up, pixel rows down)
+    hover_x, hover_y, fmt = ("lon", "lat", ".2f") if geo else ("x", "y", ".0f")
+    cells = np.stack(np.meshgrid(x, y), axis=-1).astype(np.float32)  # (len(y), len(x), 2) true coordinates
     data: list[dict] = []
-    has_outlines = outlines is not None and len(outlines[0])
-    x_range = [float(np.min(x)) - 0.5 * _step(x), float(np.max(x)) + 0.5 * _step(x)]
-    yr = [float(np.min(y)) - 0.5 * _step(y), float(np.max(y)) + 0.5 * _step(y)]
+    annotations: list[dict] = []
     for i, (title, field) in enumerate(panels):
-        r, c = i // cols + 1, i % cols + 1
-        suffix = "" if i == 0 else str(i + 1)
+        r, c = divmod(i, cols)
+        ox, oy = c * (width + gap_x), down * r * (height + gap_y)
         data.append(dict(
-            type="heatmap", z=np.asarray(field, dtype=np.float32), x=x, y=y, coloraxis="coloraxis", name=title,
-            hovertemplate=f"{hover_x} %{{x:.2f}}<br>{hover_y} %{{y:.2f}}<br>%{{z:.4g}} {units}<extra>{title}</extra>",
-            xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
-        if has_outlines:
-            data.append(dict(type="scatter", x=outlines[0], y=outlines[1], mode="lines", hoverinfo="skip",
-                             line=dict(color="rgba(20,20,20,0.75)", width=0.8), showlegend=False,
-                             xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
-        layout[f"xaxis{suffix}"].update(range=x_range, showticklabels=r == rows)
-        layout[f"yaxis{suffix}"].update(range=yr if geo else yr[::-1], showticklabels=c == 1,
-                                        scaleanchor=f"x{suffix}", scaleratio=1)
-    if geo:  # every x axis of the grid (as update_xaxes() without a selector)
-        ticks, lat_ticks = _lon_ticks(x), _lat_ticks(y)
-        for name in [k for k in layout if k.startswith("xaxis")]:
-            layout[name].update(tickvals=ticks, ticktext=[_lon_label(v) for v in ticks])
-        for name in [k for k in layout if k.startswith("yaxis")]:
-            layout[name].update(tickvals=lat_ticks, ticktext=[_lat_label(v) for v in lat_ticks])
-    layout.update(
+            type="heatmap", z=np.asarray(field, dtype=np.float32), x=(x + ox).astype(np.float32),
+            y=(y + oy).astype(np.float32), coloraxis="coloraxis", name=title, customdata=cells,
+            hovertemplate=(f"{hover_x} %{{customdata[0]:{fmt}}}<br>{hover_y} %{{customdata[1]:{fmt}}}<br>"
+                           f"%{{z:.4g}} {units}<extra>{title}</extra>")))
+        top = (float(np.max(y)) + 0.5 * dy if geo else float(np.min(y)) - 0.5 * dy) + oy
+        annotations.append(dict(text=title, x=float(np.min(x)) - 0.5 * dx + ox + 0.5 * width, y=top, xref="x", yref="y",
+                                showarrow=False, yanchor="bottom", font=dict(size=13)))
+    if outlines is not None and len(outlines[0]) and n:
+        ox_all = [c * (width + gap_x) for c in range(cols)]
+        pieces_x, pieces_y = [], []
+        for i in range(n):
+            r, c = divmod(i, cols)
+            pieces_x += [np.asarray(outlines[0], dtype=np.float32) + ox_all[c], np.array([np.nan], np.float32)]
+            pieces_y += [np.asarray(outlines[1], dtype=np.float32) + down * r * (height + gap_y),
+                         np.array([np.nan], np.float32)]
+        data.append(dict(type="scatter", x=np.concatenate(pieces_x), y=np.concatenate(pieces_y), mode="lines",
+                         hoverinfo="skip", line=dict(color="rgba(20,20,20,0.75)", width=0.8), showlegend=False))
+    x_range = [float(np.min(x)) - 0.5 * dx, float(np.min(x)) - 0.5 * dx + cols * width + (cols - 1) * gap_x]
+    y_lo, y_hi = float(np.min(y)) - 0.5 * dy, float(np.max(y)) + 0.5 * dy
+    extra = (rows - 1) * (height + gap_y)
+    y_range = [y_lo - extra, y_hi] if geo else [y_hi + extra, y_lo]  # city: rows increase downwards
+    if geo:
+        xt = _lon_ticks(x)
+        xtext = [_lon_label(v) for v in xt]
+        yt0, ytext0 = _lat_ticks(y), [_lat_label(v) for v in _lat_ticks(y)]
+    else:
+        xt = _pixel_ticks(x)
+        xtext = [f"{v:.0f}" for v in xt]
+        yt0 = _pixel_ticks(y)
+        ytext0 = [f"{v:.0f}" for v in yt0]
+    yt = [v + down * r * (height + gap_y) for r in range(rows) for v in yt0]
+    ytext = ytext0 * rows
+    axis = dict(showgrid=False, zeroline=False, showline=False, ticks="outside", ticklen=3, constrain="domain")
+    layout = dict(
+        xaxis=dict(axis, range=x_range, tickvals=xt, ticktext=xtext),
+        yaxis=dict(axis, range=y_range, tickvals=yt, ticktext=ytext, scaleanchor="x", scaleratio=1),
+        annotations=annotations, plot_bgcolor="rgba(0,0,0,0)",
         coloraxis=dict(colorscale=scale, cmin=zrange[0] if zrange else None, cmax=zrange[1] if zrange else None,
                        colorbar=dict(title=dict(text=units, side="right"), thickness=12)),
-        height=max(180, rows * height_per_row), margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
+        height=_grid_height(cols * width + (cols - 1) * gap_x, rows * height + (rows - 1) * gap_y, rows,
+                            height_per_row),
+        margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
     )
-    fig = go.Figure(data=data, layout=layout)
-    return fig
+    return go.Figure(data=data, layout=layout)
+
+
+#: The width (px) of the main column the maps are drawn in, roughly (wide layout, sidebar open, colour bar).
+TYPICAL_PLOT_WIDTH_PX = 1050
+
+
+def _grid_height(total_w: float, total_h: float, rows: int, height_per_row: int) -> int:
+    """Figure height (px) for a grid of equal-aspect maps ``total_w`` × ``total_h`` (data units) that fills
+    the typical width without blank bands above and below, at most ``rows · height_per_row``."""
+    fit = 40 + int(TYPICAL_PLOT_WIDTH_PX * total_h / max(total_w, 1e-9))
+    return int(min(max(180, fit), max(180, rows * height_per_row)))
+
+
+def _pixel_ticks(v: np.ndarray) -> list[float]:
+    lo, hi = float(np.min(v)), float(np.max(v))
+    step = max(1.0, float(10 ** np.floor(np.log10(max(hi - lo, 1.0)))) / 2)
+    while (hi - lo) / step > 5:
+        step *= 2
+    return [float(t) for t in np.arange(np.ceil(lo / step) * step, hi + 1e-9, step)]
 
 
 def _step(v: np.ndarray) -> float:
@@ -215,8 +260,7 @@ def animated_panels(stacks: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarr
     height_per_row = int(min(height_per_row, 70 + 950 / cols * aspect))  # rows as tall as the maps need
     fig = field_panels([(n, stacks[n][start]) for n in names], x, y, outlines=outlines, units=units, geo=geo,
                        zrange=zrange, max_cols=max_cols, height_per_row=height_per_row)
-    per = 2 if outlines is not None and len(outlines[0]) else 1
-    heat_idx = [i * per for i in range(len(names))]
+    heat_idx = [i for i, tr in enumerate(fig.data) if tr.type == "heatmap"]
     frames = [go.Frame(name=str(k), data=[go.Heatmap(z=np.asarray(stacks[n][k], dtype=np.float32)) for n in names],
                        traces=heat_idx, layout=go.Layout(title_text=f"lead {lead_labels[k]}"))
               for k in range(t)]

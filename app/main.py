@@ -32,6 +32,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+state.prefetch_chart_code()  # before the sidebar, which may wait for the run set to load
 st.sidebar.markdown("### s2kd · Semantic–Spectral KD")
 state.sidebar()
 page.run()

@@ -2,11 +2,12 @@
 
 The same server as ``streamlit run app/main.py`` (same script, same settings from ``streamlit_config.toml``),
 plus a head start: before Streamlit itself is imported, a background thread begins to build the
-dashboards of the run sets (:func:`core.dashboard.preload`: the libraries, the test data and the default
-Forecasts view, whose forecasts ``make app`` has put in the disk cache with
-``s2kd data prepare --warm-dashboard``), and draws that view's figures once so that Plotly's code is
-loaded too.  A page opened while the server starts waits only for what is left of that work; one opened
-later finds it done.  ``S2KD_PRELOAD=0`` turns the head start off.
+dashboards of the run sets (:func:`core.dashboard.preload`: the data libraries, the test data and the
+default Forecasts view, whose forecasts and narrative ``make app`` has put in the disk cache with
+``s2kd data prepare --warm-dashboard``, so no model and no torch is needed for it), and draws that view's
+figures once so that Plotly's code is loaded too; torch and the model code are imported last, once the app
+has been idle a few seconds.  A page opened while the server starts waits only for what is left of its own
+run set; one opened later finds it done.  ``S2KD_PRELOAD=0`` turns the head start off.
 """
 
 from __future__ import annotations

@@ -144,6 +144,7 @@ def sidebar() -> Context | core_dash.EmptyState:
 
 
 def _sidebar() -> Context | core_dash.EmptyState:
+    core_dash.note_activity()  # the background preload (make app) pauses while the user works
     load_query_params()
     sets = run_sets()
     sb = st.sidebar
@@ -226,6 +227,25 @@ def page_or_empty() -> Context | None:
         empty_state(ctx)
         return None
     return ctx
+
+
+PREFETCH_KEY = "s2kd_chart_code"
+#: ``layout.meta`` of the hidden chart (tests tell it from the page's own charts by it).
+PREFETCH_META = "s2kd-prefetch"
+
+
+def prefetch_chart_code() -> None:
+    """Draw a one-point Plotly chart in a hidden container at the top of every run.
+
+    Streamlit's browser side loads Plotly's code (a 4.7 MB script that takes seconds to evaluate on a
+    2-core machine) only when the first chart arrives; sent before the sidebar asks for the run set, this
+    chart makes the browser load it while the server is still loading the data, instead of after.
+    """
+    with st.container(key=PREFETCH_KEY):
+        st.plotly_chart({"data": [{"type": "scatter", "x": [0], "y": [0], "hoverinfo": "skip"}],
+                         "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "meta": PREFETCH_META}},
+                        key="_chart_code", config={"staticPlot": True, "displayModeBar": False})
+    st.html(f"<style>.st-key-{PREFETCH_KEY} {{display: none}}</style>")
 
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2},

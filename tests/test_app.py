@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app import state
 from core import dashboard as D
 from tests.conftest_app import tiny_app_env  # noqa: F401  (session fixture)
 
@@ -54,23 +55,29 @@ def _app(runs: Path | None = None, **params):
 
 
 def _figures(at) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    """The page's Plotly figures (without the hidden chart that makes the browser load Plotly early)."""
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return [f for f in figs if f["layout"].get("meta") != state.PREFETCH_META]
 
 
 def _titled(at) -> dict[str, dict]:
     return {f["layout"]["title"]["text"]: f for f in _figures(at)}
 
 
-def _z(trace) -> np.ndarray:
-    """A trace's ``z`` as an array (Plotly 6 writes numpy arrays as base64 ``{dtype, bdata, shape}``)."""
-    z = trace["z"]
-    if isinstance(z, dict) and "bdata" in z:
+def _decode(v) -> np.ndarray:
+    """An array from figure JSON (Plotly 6 writes numpy arrays as base64 ``{dtype, bdata, shape}``)."""
+    if isinstance(v, dict) and "bdata" in v:
         import base64
 
-        arr = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"]))
-        shape = z.get("shape")
-        return arr.reshape([int(v) for v in str(shape).split(",")] if isinstance(shape, str) else shape or -1)
-    return np.asarray(z, dtype=float)
+        arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        return arr.reshape([int(k) for k in str(shape).split(",")] if isinstance(shape, str) else shape or -1)
+    return np.asarray(v, dtype=float)
+
+
+def _z(trace) -> np.ndarray:
+    """A trace's ``z`` as an array."""
+    return _decode(trace["z"])
 
 
 def _no_exception(at):
@@ -120,6 +127,15 @@ def test_forecasts_region_lead_and_models_change_the_figure(app_env):
     heat = [t for t in base["data"] if t["type"] == "heatmap"]
     assert heat[0]["hovertemplate"].startswith("lon")  # hover shows the values
     assert any(t["type"] == "scatter" for t in base["data"])  # coastlines
+    lay = base["layout"]  # the panels are tiled on one pair of axes labelled in degrees
+    assert not any(k.startswith(("xaxis2", "yaxis2")) for k in lay)
+    assert lay["xaxis"]["ticktext"] and all(t.endswith(("E", "W", "°")) for t in lay["xaxis"]["ticktext"])
+    assert all(t.endswith(("N", "S", "°")) for t in lay["yaxis"]["ticktext"])
+    # the first chart of every run is the hidden one that makes the browser load Plotly's code early
+    first = at.get("plotly_chart")[0]
+    assert json.loads(first.proto.spec)["layout"]["meta"] == state.PREFETCH_META
+    assert any(f".st-key-{state.PREFETCH_KEY}" in h.proto.body and "display: none" in h.proto.body
+               for h in at.get("html"))
 
     _sidebar(at, "Lead time").set_value(5)
     at.run()
@@ -294,3 +310,43 @@ def test_empty_state_when_data_is_missing(tiny_app_env, tmp_path, monkeypatch): 
         assert any("s2kd data synth" in c.value for c in at.code)
     finally:
         _clear_run_set_list()
+
+
+def test_field_panels_tile_the_maps_on_one_pair_of_axes():
+    from app import figures
+
+    x = np.arange(0.0, 360.0, 30.0)      # 12 longitudes (display), step 30
+    y = np.array([-45.0, 0.0, 45.0])     # 3 latitudes, step 45
+    fields = [(f"p{i}", np.full((3, 12), float(i))) for i in range(5)]
+    coast = (np.array([10.0, 20.0, np.nan, 100.0]), np.array([0.0, 10.0, np.nan, -20.0]))
+    fig = json.loads(figures.field_panels(fields, x, y, outlines=coast, units="K").to_json())
+    heat = [t for t in fig["data"] if t["type"] == "heatmap"]
+    lines = [t for t in fig["data"] if t["type"] == "scatter"]
+    assert [t["name"] for t in heat] == [f"p{i}" for i in range(5)]
+    assert [a["text"] for a in fig["layout"]["annotations"]] == [f"p{i}" for i in range(5)]
+    width, height = 360.0, 135.0                       # extent of one panel (cells included)
+    gap_x, gap_y = 0.04 * width, 0.12 * width
+    # 4 columns, then a second row below (latitude decreases down the page)
+    for i, t in enumerate(heat):
+        r, c = divmod(i, 4)
+        np.testing.assert_allclose(_decode(t["x"]), x + c * (width + gap_x), atol=1e-3)
+        np.testing.assert_allclose(_decode(t["y"]), y - r * (height + gap_y), atol=1e-3)
+        cells = _decode(t["customdata"])               # the hover shows the true coordinates
+        np.testing.assert_allclose(cells[2, 5], [x[5], y[2]])
+        assert "customdata[0]" in t["hovertemplate"] and t["coloraxis"] == "coloraxis"
+    assert len(lines) == 1 and np.isnan(_decode(lines[0]["x"])).sum() == 5 * 2  # 5 copies
+    assert not any(k.startswith(("xaxis2", "yaxis2")) for k in fig["layout"])
+    assert fig["layout"]["yaxis"]["scaleanchor"] == "x"
+    assert fig["layout"]["coloraxis"]["cmin"] == 0.0 and fig["layout"]["coloraxis"]["cmax"] == 4.0
+    # x ticks under the first column, y ticks on both rows
+    assert min(fig["layout"]["xaxis"]["tickvals"]) >= -15 and max(fig["layout"]["xaxis"]["tickvals"]) <= 345
+    assert fig["layout"]["yaxis"]["ticktext"].count("0°") == 2
+
+    city = json.loads(figures.field_panels(fields[:2], np.arange(8.0), np.arange(6.0), geo=False).to_json())
+    yr = city["layout"]["yaxis"]["range"]
+    assert yr[0] > yr[1]  # pixel rows go down
+    assert "x %{customdata[0]:.0f}" in city["data"][0]["hovertemplate"]
+    diff = figures.field_panels([("d", np.array([[-2.0, 1.0], [0.5, 4.0]]))], np.arange(2.0), np.arange(2.0),
+                                diverging=True).to_json()
+    diff = json.loads(diff)
+    assert diff["layout"]["coloraxis"]["cmin"] == -diff["layout"]["coloraxis"]["cmax"]

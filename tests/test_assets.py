@@ -260,12 +260,6 @@ def test_attention_maps_are_real_maps(manifest):
 # 3. a fresh clone shows the shipped models
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 _PANEL_NAMES = """() => {
   const names = [];
   for (const p of document.querySelectorAll('.js-plotly-plot')) {
@@ -275,15 +269,7 @@ _PANEL_NAMES = """() => {
   return names;
 }"""
 
-_CHARTS_DRAWN = """(n) => {
-  if (document.querySelector('[data-testid="stSpinner"]')) return false;
-  const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  return plots.length >= n && plots.every(p => p.querySelector('.main-svg') && p.data && p.data.length > 0);
-}"""
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from tests.test_browser import _CHARTS_DRAWN, CHROMIUM, CHROMIUM_ARGS, _free_port  # noqa: E402  (one definition)
 
 
 @pytest.mark.browser
