@@ -11,12 +11,13 @@ demo runs (``assets/runs/{weather-demo,taxibj-demo}``): it runs the two commands
 recipe, ``python -m core data prepare --warm-dashboard`` (which also generates ``data/demo`` when it is
 missing, about 2.5 min on 2 cores, as ``make app`` does) into an empty dashboard cache, then
 ``python -m app.serve``, opens Forecasts of ``weather-demo`` as soon as the server answers its health
-check (``forecasts_first_render_at_health_s``: the server is still loading its run sets then; only bounded
-at 4× the target) and times three lead-time changes (each from the key press to both figures redrawn, on
+check (``forecasts_first_render_at_health_s``: the server is still loading its run sets then) and times
+three lead-time changes (each from the key press to both figures redrawn, on
 a page left alone for :data:`LEAD_CHANGE_SETTLE_MS` first), then waits until the server is ready (its preload
 has loaded every run set, ``demo_start_to_ready_s``) and times the first Forecasts render of
 ``taxibj-demo`` in a new browser context (``forecasts_first_render_s``).  It asserts the README's targets
-(:data:`FIRST_RENDER_TARGET_S`, :data:`LEAD_CHANGE_TARGET_S`) times :data:`TIMING_MARGIN` on those two.
+(:data:`FIRST_RENDER_TARGET_S`, :data:`LEAD_CHANGE_TARGET_S`) times :data:`TIMING_MARGIN` on both first
+renders and the lead change.
 Timings go to ``/tmp/s2kd-shots/timings.json``.
 
 Skipped only when ``/usr/bin/chromium`` is missing and ``S2KD_REQUIRE_BROWSER`` is not set (CI sets it,
@@ -330,8 +331,7 @@ def test_demo_runs_first_render_and_lead_change(tmp_path):
         try:
             base = f"http://127.0.0.1:{port}/forecasts?region=Global&lead=3&runs="
             first, page = _first_forecasts_render(browser, base + "assets/runs/weather-demo", errors)
-            # opened the moment the server answers: the preload is still importing and loading (not asserted
-            # against the target; see the module docstring)
+            # opened the moment the server answers: the preload is still importing and loading
             timings["forecasts_first_render_at_health_s"] = round(first, 2)
             before = page.evaluate(_TRUTH_TITLE)
             assert before and before.startswith("truth +3 h"), before
@@ -377,5 +377,5 @@ def test_demo_runs_first_render_and_lead_change(tmp_path):
     assert "models loaded" not in log, log    # ... and found the warmed forecasts in the disk cache
     assert not errors, errors[:3]
     assert timings["forecasts_first_render_s"] <= FIRST_RENDER_TARGET_S * TIMING_MARGIN, timings
-    assert timings["forecasts_first_render_at_health_s"] <= 4 * FIRST_RENDER_TARGET_S, timings
+    assert timings["forecasts_first_render_at_health_s"] <= FIRST_RENDER_TARGET_S * TIMING_MARGIN, timings
     assert timings["lead_change_s"] <= LEAD_CHANGE_TARGET_S * TIMING_MARGIN, timings
