@@ -245,7 +245,8 @@ def prefetch_chart_code() -> None:
         st.plotly_chart({"data": [{"type": "scatter", "x": [0], "y": [0], "hoverinfo": "skip"}],
                          "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "meta": PREFETCH_META}},
                         key="_chart_code", config={"staticPlot": True, "displayModeBar": False})
-    st.html(f"<style>.st-key-{PREFETCH_KEY} {{display: none}}</style>")
+    # the container and the layout wrapper around it (which would still take a row gap in the page)
+    st.html(f"<style>.st-key-{PREFETCH_KEY}, div:has(> .st-key-{PREFETCH_KEY}) {{display: none}}</style>")
 
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2},

@@ -157,6 +157,11 @@ _CHARTS_DRAWN = """(n) => {
   return plots.length >= n && plots.every(p => p.querySelector('.main-svg') && p.data && p.data.length > 0);
 }""" % PREFETCH_KEY
 
+#: The Forecasts page is drawn: both figures, and the widgets whose code Streamlit loads on demand (the
+#: models multiselect, the sidebar's lead slider), which may come a moment after the charts.
+_PAGE_DRAWN = """() => (%s)(2) && !!document.querySelector('[data-testid="stMultiSelect"]')
+  && !!document.querySelector('[data-testid="stSidebar"] input[type="range"]')""" % _CHARTS_DRAWN
+
 _TRUTH_TITLE = """() => {
   for (const p of document.querySelectorAll('.js-plotly-plot')) {
     const ann = (p.layout && p.layout.annotations) || [];
@@ -301,7 +306,7 @@ def _first_forecasts_render(browser, url: str, errors: list[str]) -> tuple[float
             and urllib.parse.urlparse(req.url).hostname != "127.0.0.1" else None)
     t0 = time.monotonic()
     page.goto(url)
-    page.wait_for_function(_CHARTS_DRAWN, arg=2, timeout=180_000)
+    page.wait_for_function(_PAGE_DRAWN, timeout=180_000)
     return time.monotonic() - t0, page
 
 
