@@ -140,6 +140,26 @@ class FrameDecoder(nn.Module):
         return self.readout(self.last(z))
 
 
+def encode_frames(encoder: FrameEncoder, fold: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (B, T, C, H, W)`` → (``fold`` of the per-frame encodings stacked on channels ``(B, d, h, w)``,
+    the last frame's full-resolution skip ``(B, hid, H, W)``).  Shared by the student and the teacher."""
+    b, t, c, hh, ww = x.shape
+    z, skip = encoder(x.reshape(b * t, c, hh, ww))
+    _, hid, h, w = z.shape
+    return fold(z.reshape(b, t * hid, h, w)), skip.reshape(b, t, hid, hh, ww)[:, -1]
+
+
+def decode_frames(decoder: FrameDecoder, unfold: nn.Module, z: torch.Tensor, skip: torch.Tensor, t_out: int,
+                  hid: int) -> torch.Tensor:
+    """``z (B, d, h, w)`` → ``(B, T_out, C, H, W)``: ``unfold`` to ``T_out`` latents of ``hid`` channels, each
+    decoded with the same last-frame ``skip (B, hid, H, W)``.  Shared by the student and the teacher."""
+    b, _, h, w = z.shape
+    z = unfold(z).reshape(b * t_out, hid, h, w)
+    skip = skip[:, None].expand(b, t_out, *skip.shape[1:]).reshape(b * t_out, *skip.shape[1:])
+    y = decoder(z, skip)
+    return y.reshape(b, t_out, *y.shape[1:])
+
+
 # ---------------------------------------------------------------------------------------- gSTA (SimVP v2)
 class LargeKernelGate(nn.Module):
     """gSTA's gated large-kernel attention: depth-wise conv → depth-wise dilated conv → 1×1 → f·σ(g).

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import FrameDecoder, FrameEncoder, GSTAStage
+from models.blocks import FrameDecoder, FrameEncoder, GSTAStage, decode_frames, encode_frames
 from models.configs import ModelConfig, check_divisible, check_size, periodic_for
 from models.spectral import band_split
 
@@ -115,18 +115,11 @@ class Student(nn.Module):
                              f"got {tuple(x.shape)}")
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, t, c, hh, ww = x.shape
-        z, skip = self.encoder(x.reshape(b * t, c, hh, ww))
-        _, hid, h, w = z.shape
-        return self.fold(z.reshape(b, t * hid, h, w)), skip.reshape(b, t, hid, hh, ww)[:, -1]
+        """``x (B, T, C, H, W)`` → (latent ``(B, d, h, w)``, last-frame skip ``(B, hid_s, H, W)``)."""
+        return encode_frames(self.encoder, self.fold, x)
 
     def decode(self, z: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        b, _, h, w = z.shape
-        z = self.unfold(z).reshape(b * cfg.t_out, cfg.hid_s, h, w)
-        skip = skip[:, None].expand(b, cfg.t_out, *skip.shape[1:]).reshape(b * cfg.t_out, *skip.shape[1:])
-        y = self.decoder(z, skip)
-        return y.reshape(b, cfg.t_out, *y.shape[1:])
+        return decode_frames(self.decoder, self.unfold, z, skip, self.config.t_out, self.config.hid_s)
 
     def _absorbed(self, latent: torch.Tensor) -> torch.Tensor:
         b, _, h, w = latent.shape

@@ -33,7 +33,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from models.blocks import FiLM, FrameDecoder, FrameEncoder, SDNBlock, TextCrossAttention, attention_maps
+from models.blocks import (FiLM, FrameDecoder, FrameEncoder, SDNBlock, TextCrossAttention, attention_maps,
+                           decode_frames, encode_frames)
 from models.configs import ModelConfig, check_divisible, check_size, periodic_for
 from models.spectral import band_split
 
@@ -132,19 +133,10 @@ class Teacher(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (B, T, C, H, W)`` → (SDN input ``z0 (B, d, h, w)``, last-frame skip ``(B, hid_s, H, W)``)."""
-        b, t, c, hh, ww = x.shape
-        z, skip = self.encoder(x.reshape(b * t, c, hh, ww))
-        _, hid, h, w = z.shape
-        z0 = self.fold(z.reshape(b, t * hid, h, w))
-        return z0, skip.reshape(b, t, hid, hh, ww)[:, -1]
+        return encode_frames(self.encoder, self.fold, x)
 
     def decode(self, s: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        b, _, h, w = s.shape
-        z = self.unfold(s).reshape(b * cfg.t_out, cfg.hid_s, h, w)
-        skip = skip[:, None].expand(b, cfg.t_out, *skip.shape[1:]).reshape(b * cfg.t_out, *skip.shape[1:])
-        y = self.decoder(z, skip)
-        return y.reshape(b, cfg.t_out, *y.shape[1:])
+        return decode_frames(self.decoder, self.unfold, s, skip, self.config.t_out, self.config.hid_s)
 
     def _text_gate(self, b: int, device, text_present: bool) -> torch.Tensor:
         gate = torch.full((b,), 1.0 if text_present else 0.0, device=device)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -269,7 +268,7 @@ _PANEL_NAMES = """() => {
   return names;
 }"""
 
-from tests.test_browser import _CHARTS_DRAWN, CHROMIUM, CHROMIUM_ARGS, _free_port  # noqa: E402  (one definition)
+from tests.test_browser import _CHARTS_DRAWN, CHROMIUM, CHROMIUM_ARGS, _free_port, _stop  # noqa: E402  (one definition)
 
 
 @pytest.mark.browser
@@ -340,9 +339,5 @@ def test_fresh_clone_shows_the_shipped_models(tmp_path):
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
         log.close()

@@ -125,11 +125,17 @@ def _streamlit(runs: Path | None, cache: Path, log_path: Path, command: tuple[st
             _wait_healthy(port, proc)
             yield port, time.monotonic() - t_start
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a server started by a test: SIGTERM, then SIGKILL after 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _update_timings(values: dict) -> dict:

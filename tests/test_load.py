@@ -35,7 +35,7 @@ import pytest
 
 from tests.conftest_app import tiny_app_env  # noqa: F401  (session fixture)
 from tests.test_browser import _CHARTS_DRAWN, _TRUTH_TITLE, CHROMIUM, CHROMIUM_ARGS, _browser_or_skip, _free_port, \
-    _wait_healthy
+    _stop, _wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSIONS = int(os.environ.get("S2KD_LOAD_SESSIONS", "4") or 4)
@@ -77,12 +77,7 @@ def streamlit_server(runs: Path, cache: Path, log_path: Path):
             _wait_healthy(port, proc)
             yield port, proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
 
 
 def _params(url: str) -> dict[str, str]:
