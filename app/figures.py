@@ -80,11 +80,11 @@ def field_panels(panels: Sequence[tuple[str, np.ndarray]], x: np.ndarray, y: np.
     down = -1.0 if geo else 1.0  # the direction of the next row in data units (latitude up, pixel rows down)
     hover_x, hover_y, fmt = ("lon", "lat", ".2f") if geo else ("x", "y", ".0f")
     cells = np.stack(np.meshgrid(x, y), axis=-1).astype(np.float32)  # (len(y), len(x), 2) true coordinates
+    row_y = [down * r * (height + gap_y) for r in range(rows)]  # offset of each row, each column below
+    offsets = [(c * (width + gap_x), row_y[r]) for r, c in (divmod(i, cols) for i in range(n))]
     data: list[dict] = []
     annotations: list[dict] = []
-    for i, (title, field) in enumerate(panels):
-        r, c = divmod(i, cols)
-        ox, oy = c * (width + gap_x), down * r * (height + gap_y)
+    for (title, field), (ox, oy) in zip(panels, offsets):
         data.append(dict(
             type="heatmap", z=np.asarray(field, dtype=np.float32), x=(x + ox).astype(np.float32),
             y=(y + oy).astype(np.float32), coloraxis="coloraxis", name=title, customdata=cells,
@@ -93,15 +93,11 @@ def field_panels(panels: Sequence[tuple[str, np.ndarray]], x: np.ndarray, y: np.
         top = (float(np.max(y)) + 0.5 * dy if geo else float(np.min(y)) - 0.5 * dy) + oy
         annotations.append(dict(text=title, x=float(np.min(x)) - 0.5 * dx + ox + 0.5 * width, y=top, xref="x", yref="y",
                                 showarrow=False, yanchor="bottom", font=dict(size=13)))
-    if outlines is not None and len(outlines[0]) and n:
-        ox_all = [c * (width + gap_x) for c in range(cols)]
-        pieces_x, pieces_y = [], []
-        for i in range(n):
-            r, c = divmod(i, cols)
-            pieces_x += [np.asarray(outlines[0], dtype=np.float32) + ox_all[c], np.array([np.nan], np.float32)]
-            pieces_y += [np.asarray(outlines[1], dtype=np.float32) + down * r * (height + gap_y),
-                         np.array([np.nan], np.float32)]
-        data.append(dict(type="scatter", x=np.concatenate(pieces_x), y=np.concatenate(pieces_y), mode="lines",
+    if outlines is not None and len(outlines[0]) and n:  # one line trace: a NaN-separated copy per panel
+        lx = np.append(np.asarray(outlines[0], dtype=np.float32), np.float32(np.nan))
+        ly = np.append(np.asarray(outlines[1], dtype=np.float32), np.float32(np.nan))
+        data.append(dict(type="scatter", x=np.concatenate([lx + ox for ox, _ in offsets]),
+                         y=np.concatenate([ly + oy for _, oy in offsets]), mode="lines",
                          hoverinfo="skip", line=dict(color="rgba(20,20,20,0.75)", width=0.8), showlegend=False))
     x_range = [float(np.min(x)) - 0.5 * dx, float(np.min(x)) - 0.5 * dx + cols * width + (cols - 1) * gap_x]
     y_lo, y_hi = float(np.min(y)) - 0.5 * dy, float(np.max(y)) + 0.5 * dy
@@ -116,7 +112,7 @@ def field_panels(panels: Sequence[tuple[str, np.ndarray]], x: np.ndarray, y: np.
         xtext = [f"{v:.0f}" for v in xt]
         yt0 = _pixel_ticks(y)
         ytext0 = [f"{v:.0f}" for v in yt0]
-    yt = [v + down * r * (height + gap_y) for r in range(rows) for v in yt0]
+    yt = [v + oy for oy in row_y for v in yt0]
     ytext = ytext0 * rows
     axis = dict(showgrid=False, zeroline=False, showline=False, ticks="outside", ticklen=3, constrain="domain")
     layout = dict(

@@ -230,21 +230,23 @@ class WindowDataset:
         import torch
 
         i = self._check_index(i)
-        x, y = self.window_arrays(i)
+        x, y = self._arrays(i)
         return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "index": i,
                 "t0": iso(self.times[self.target_rows[i, 0]])}
 
     def window_arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """``(x (T_in, C, H, W), y (T_out, C, H, W))`` of window ``i`` as fresh float32 numpy arrays (normalised
         when the dataset has a normalizer): ``dataset[i]`` without torch."""
-        i = self._check_index(i)
+        return self._arrays(self._check_index(i))
+
+    def _arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if self.loaded:
-            x = self._data[self._in_idx[i]]
+            x = self._data[self._in_idx[i]]  # fancy indexing: already a fresh copy
             y = self._data[self._out_idx[i]]
         else:
-            x = self._frames(self.input_rows[i])
+            x = self._frames(self.input_rows[i])  # read (and normalised) into a new array
             y = self._frames(self.target_rows[i])
-        return np.array(x, dtype=np.float32, order="C"), np.array(y, dtype=np.float32, order="C")  # copies
+        return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
 
     def window_times(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """``(input_times (T_in,), target_times (T_out,))`` of window ``i`` as datetime64[ns]."""
